@@ -41,6 +41,6 @@ cachepin_venv() {
         "$python" -m venv "$VENV"
     fi
     echo "cachepin: installing the project and its test extras into .venv (once)" >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$CACHEPIN_ROOT[test]"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$CACHEPIN_ROOT[test]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
     echo "$want" >"$stamp"
 }
