@@ -1,0 +1,23 @@
+"""The one body change cachepin may make: adding ``prompt_cache_key`` to an OpenAI-style request.
+
+OpenAI routes its own prompt cache by this body field, not by headers. The key
+is spliced in as text right after the opening brace, so every other byte of
+the client's body stays exactly as it was sent.
+"""
+
+from __future__ import annotations
+
+import json
+
+OPENAI_MAX_KEY_LENGTH = 64
+
+
+def with_prompt_cache_key(raw: bytes, key: str) -> bytes | None:
+    """``raw`` (a JSON object without ``prompt_cache_key``) with the key added, or None if it is no object."""
+    stripped = raw.lstrip()
+    if not stripped.startswith(b"{"):
+        return None
+    start = len(raw) - len(stripped) + 1
+    member = b'"prompt_cache_key":' + json.dumps(key).encode("ascii")
+    empty_object = raw[start:].lstrip().startswith(b"}")
+    return raw[:start] + member + (b"" if empty_object else b",") + raw[start:]

@@ -1,0 +1,351 @@
+"""The cache ledger: every LLM response as a turn of its session, with a verdict.
+
+Providers report per response how much of the prompt they wrote to and read
+from their cache; only grouped by session do those figures say whether the
+cache works (the first turn of a session has to write, every later one should
+read). The ledger keeps the turns, judges the expectations CI sets (``warm``
+at once per turn, ``min_hit`` over whole sessions) and keeps running totals,
+so that it can evict old sessions and still report the whole run.
+
+Memory matters because a proxy runs for days: turns and sessions are slotted,
+session sums are computed on demand instead of stored, and ``max_sessions``
+bounds what is held.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from cachepin.usage import Usage
+
+COUNT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
+_SHORT_ID = 12
+_MAX_SHARED_NAMES = 1024
+
+
+class Verdict(enum.StrEnum):
+    HIT = "hit"  # read something from the cache
+    COLD = "cold"  # first successful turn of its session, read nothing
+    MISS = "miss"  # a later successful turn that read nothing
+    NONE = "none"  # the provider reports no cache figures
+    ERROR = "error"  # status >= 400 or a broken stream: kept, but never counted
+
+
+class Expect(enum.StrEnum):
+    OFF = "off"
+    WARM = "warm"  # every successful turn after a session's first must hit
+
+
+@dataclass(slots=True, kw_only=True)
+class Turn:
+    """One response. Mutable only so later analysis can attach ``notes``."""
+
+    index: int  # 1-based within the session, error turns included
+    flow_id: str
+    started_at: float  # unix seconds
+    status: int
+    stream: bool
+    verdict: Verdict
+    provider: str | None = None
+    model: str | None = None
+    input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_creation_5m: int | None = None
+    cache_creation_1h: int | None = None
+    ttft_ms: float | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    notes: dict[str, object] | None = None  # e.g. miss reason, cost: rendered into reports when set
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is not Verdict.ERROR
+
+
+@dataclass(slots=True, kw_only=True)
+class Counts:
+    """Sums of the four counts over successful turns, plus what a hit ratio needs.
+
+    A field stays ``None`` until some turn reports it, so "never reported"
+    (n/a) is not confused with a reported zero.
+    """
+
+    input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+    output_tokens: int | None = None
+    requests: int = 0
+    hits: int = 0
+    misses: int = 0
+    ratio_base: int = 0  # input + creation + read over the turns that report cache figures
+
+    def add(self, turn: Turn) -> None:
+        self.input_tokens = _plus(self.input_tokens, turn.input_tokens)
+        self.cache_creation_input_tokens = _plus(self.cache_creation_input_tokens, turn.cache_creation_input_tokens)
+        self.cache_read_input_tokens = _plus(self.cache_read_input_tokens, turn.cache_read_input_tokens)
+        self.output_tokens = _plus(self.output_tokens, turn.output_tokens)
+        self.requests += 1
+        self.hits += turn.verdict is Verdict.HIT
+        self.misses += turn.verdict is Verdict.MISS
+        if turn.cache_read_input_tokens is not None:
+            # Only turns with cache figures weigh in: a turn that cannot say
+            # what it read must not dilute the ratio of those that can.
+            self.ratio_base += (
+                (turn.input_tokens or 0) + (turn.cache_creation_input_tokens or 0) + turn.cache_read_input_tokens
+            )
+
+    @property
+    def hit_ratio(self) -> float | None:
+        """read / (input + creation + read), token-weighted; None is n/a, never 0 %."""
+        if self.cache_read_input_tokens is None or self.ratio_base == 0:
+            return None
+        return self.cache_read_input_tokens / self.ratio_base
+
+    @classmethod
+    def of(cls, turns: Iterable[Turn]) -> Counts:
+        counts = cls()
+        for turn in turns:
+            counts.add(turn)
+        return counts
+
+
+def _plus(total: int | None, value: int | None) -> int | None:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+@dataclass(slots=True, frozen=True)
+class Failure:
+    session_id: str
+    turn: int | None  # None for a judgement over the whole session (min_hit)
+    message: str
+
+
+@dataclass(slots=True)
+class Session:
+    session_id: str
+    source: str  # how the session id was found (header, body field, ...), as first seen
+    seq: int  # creation order: the LRU order of the ledger is not the order to report in
+    turns: list[Turn] = field(default_factory=list)
+    min_hit_failure: Failure | None = None  # as of the last finalize(); it may recover
+
+    def ok_turns(self) -> Iterator[Turn]:
+        return (turn for turn in self.turns if turn.ok)
+
+    def first_ok(self) -> Turn | None:
+        """The turn that was allowed to be cold; error turns before it do not count."""
+        return next(self.ok_turns(), None)
+
+    def counts(self) -> Counts:
+        return Counts.of(self.ok_turns())
+
+
+def short_id(session_id: str) -> str:
+    """Session ids are long (UUIDs, hashes); 12 characters tell them apart in logs and tables."""
+    return session_id if len(session_id) <= _SHORT_ID else session_id[:_SHORT_ID] + "…"
+
+
+def verdict_for(*, status: int, error: str | None, usage: Usage | None, first: bool) -> Verdict:
+    """The verdict of one response; ``first``: no successful turn of its session came before."""
+    if status >= 400 or error is not None:
+        return Verdict.ERROR
+    if usage is None or usage.cache_read_input_tokens is None:
+        return Verdict.NONE
+    if usage.cache_read_input_tokens > 0:
+        return Verdict.HIT
+    return Verdict.COLD if first else Verdict.MISS
+
+
+def _figure(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _warm_failure(session_id: str, turn: Turn) -> Failure:
+    where = f"session {short_id(session_id)} turn {turn.index}: expected a cache hit"
+    if turn.verdict is Verdict.NONE:
+        message = f"{where}, but the provider reports no cache figures (model {turn.model or '-'})"
+    else:
+        message = (
+            f"{where}, read {_figure(turn.cache_read_input_tokens)} "
+            f"(creation {_figure(turn.cache_creation_input_tokens)}, input {_figure(turn.input_tokens)})"
+        )
+    return Failure(session_id, turn.index, message)
+
+
+def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
+    """The session's failure against ``min_hit`` percent, over its successful turns after the first.
+
+    The first turn has to write the cache, so it is left out; a session with
+    no later turn is not judged. The comparison is in integers, so a ratio
+    exactly at the threshold passes.
+    """
+    turns = list(session.ok_turns())
+    if min_hit <= 0 or len(turns) < 2:
+        return None
+    counts = Counts.of(turns[1:])
+    read = counts.cache_read_input_tokens
+    where = f"session {short_id(session.session_id)}: turns after turn {turns[0].index} (n={len(turns) - 1})"
+    if read is None:
+        message = f"{where} cannot meet min_hit {min_hit}%: the provider reports no cache figures"
+    elif counts.ratio_base == 0:
+        message = f"{where} cannot meet min_hit {min_hit}%: no input tokens reported"
+    elif read * 100 >= min_hit * counts.ratio_base:
+        return None
+    else:
+        percent = read * 1000 // counts.ratio_base / 10  # floored: 49.96 % must not print as 50.0
+        message = (
+            f"{where} hit {percent}%, below min_hit {min_hit}% "
+            f"(read {read}, creation {_figure(counts.cache_creation_input_tokens)}, "
+            f"input {_figure(counts.input_tokens)})"
+        )
+    return Failure(session.session_id, None, message)
+
+
+class Ledger:
+    """All turns of a run, grouped by session, with the failures of the expectations.
+
+    Not thread-safe: mitmproxy calls addons from one event loop.
+    """
+
+    def __init__(self, expect: str = "off", min_hit: int = 0, max_sessions: int = 0) -> None:
+        if not 0 <= min_hit <= 100:
+            raise ValueError(f"min_hit must be a percentage 0..100, not {min_hit}")
+        if max_sessions < 0:
+            raise ValueError(f"max_sessions must be >= 0 (0 = unlimited), not {max_sessions}")
+        self.expect = Expect(expect)
+        self.min_hit = min_hit
+        self.max_sessions = max_sessions
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every session, turn, total and failure; the expectations stay."""
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._totals = Counts()
+        self._failures: list[Failure] = []  # final ones: warm failures, min_hit of evicted sessions
+        self._names: dict[str, str] = {}
+        self._next_seq = 0
+        self.evicted = 0
+
+    @property
+    def sessions(self) -> list[Session]:
+        """Sessions held in memory, in the order they first appeared."""
+        return sorted(self._sessions.values(), key=lambda session: session.seq)
+
+    @property
+    def totals(self) -> Counts:
+        """Running totals over every successful turn, evicted sessions included."""
+        return self._totals
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Final failures in the order found, then the sessions' current min_hit failures."""
+        pending = [s.min_hit_failure for s in self.sessions if s.min_hit_failure is not None]
+        return [*self._failures, *pending]
+
+    @property
+    def ok(self) -> bool:
+        """No expectation failed (min_hit as of the last ``finalize()``)."""
+        return not self._failures and all(s.min_hit_failure is None for s in self._sessions.values())
+
+    def record(
+        self,
+        session_id: str,
+        source: str,
+        *,
+        flow_id: str,
+        started_at: float,
+        status: int,
+        stream: bool,
+        usage: Usage | None,
+        model: str | None,
+        ttft_ms: float | None,
+        duration_ms: float | None,
+        error: str | None = None,
+    ) -> tuple[Turn, list[str]]:
+        """Add a response to its session; returns the turn and the failure messages it caused.
+
+        The messages are new ones only (a warm miss, or min_hit of a session
+        evicted to make room), so the caller can log each once, right away.
+        ``model`` is what the request asked for; the model the response names
+        wins, since that is what served (and cached) the turn.
+        """
+        new: list[str] = []
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = Session(session_id, source, self._next_seq)
+            self._next_seq += 1
+            self._sessions[session_id] = session
+            if self.max_sessions and len(self._sessions) > self.max_sessions:
+                new += self._evict_oldest()
+        else:
+            self._sessions.move_to_end(session_id)
+        first = session.first_ok() is None
+        turn = Turn(
+            index=len(session.turns) + 1,
+            flow_id=flow_id,
+            started_at=started_at,
+            status=status,
+            stream=stream,
+            verdict=verdict_for(status=status, error=error, usage=usage, first=first),
+            model=self._shared((usage.model if usage is not None else None) or model),
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+            error=error,
+        )
+        if usage is not None:
+            turn.provider = self._shared(usage.provider)
+            turn.input_tokens = usage.input_tokens
+            turn.cache_creation_input_tokens = usage.cache_creation_input_tokens
+            turn.cache_read_input_tokens = usage.cache_read_input_tokens
+            turn.output_tokens = usage.output_tokens
+            turn.cache_creation_5m = usage.cache_creation_5m
+            turn.cache_creation_1h = usage.cache_creation_1h
+        session.turns.append(turn)
+        if turn.ok:
+            self._totals.add(turn)
+            if self.expect is Expect.WARM and not first and turn.verdict is not Verdict.HIT:
+                failure = _warm_failure(session_id, turn)
+                self._failures.append(failure)
+                new.append(failure.message)
+        return turn, new
+
+    def finalize(self) -> list[str]:
+        """Judge min_hit over the sessions as they stand; returns the messages of newly failing ones.
+
+        Run it at report time and at shutdown. Calling it again records no
+        duplicates; a session that recovered since (more hits) passes again.
+        """
+        new: list[str] = []
+        for session in self.sessions:
+            failure = judge_min_hit(session, self.min_hit)
+            if failure is not None and session.min_hit_failure is None:
+                new.append(failure.message)
+            session.min_hit_failure = failure
+        return new
+
+    def _evict_oldest(self) -> list[str]:
+        """Drop the least recently used session; its min_hit judgement becomes final."""
+        _, session = self._sessions.popitem(last=False)
+        self.evicted += 1
+        failure = judge_min_hit(session, self.min_hit)
+        if failure is None:
+            return []
+        self._failures.append(failure)
+        return [] if session.min_hit_failure is not None else [failure.message]
+
+    def _shared(self, name: str | None) -> str | None:
+        """One string object per model/provider name instead of one per turn (~70 bytes each).
+
+        Bounded, so that an upstream inventing names cannot grow it.
+        """
+        if name is None:
+            return None
+        if len(self._names) < _MAX_SHARED_NAMES:
+            return self._names.setdefault(name, name)
+        return self._names.get(name, name)

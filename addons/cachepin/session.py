@@ -1,0 +1,202 @@
+"""Which conversation a request belongs to: the session id and where it came from.
+
+First match wins: a fixed id from the options, then an id the client already
+sends in a header, then one in the body, then a fingerprint of the
+conversation's stable start. The fingerprint needs no shared state, so every
+proxy instance, before and after a restart, derives the same id for the same
+conversation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from cachepin.dialects import Dialect
+
+# Header names clients and gateways use for a session id, in priority order.
+SESSION_HEADERS: tuple[str, ...] = (
+    "x-session-id",
+    "x-session-affinity",
+    "x-claude-code-session-id",
+    "session-id",
+    "session_id",
+    "x-opencode-session",
+    "x-litellm-session-id",
+    "helicone-session-id",
+    "x-bf-session-id",
+    "x-grok-conv-id",
+)
+
+MAX_ID_LENGTH = 256
+_VALID_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ID_LENGTH)
+_LEGACY_USER_ID = re.compile(r"_session_([^_\s]+)$")
+# Claude Code's first system block carries its version and changes every release.
+_VOLATILE_SYSTEM_PREFIX = "x-anthropic-billing-header:"
+_FINGERPRINT_VERSION = "cachepin-fp-v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    session_id: str | None  # None when nothing identifies the conversation
+    source: str  # "option", "header:<name>", "body:<path>", "fingerprint" or "none"
+    rejected: tuple[str, ...] = field(default=())  # sources whose value was not a valid id
+
+
+def is_valid_id(value: object) -> bool:
+    """At most 256 printable ASCII characters, no spaces: safe in a header and a log line."""
+    return isinstance(value, str) and _VALID_ID.fullmatch(value) is not None
+
+
+def from_headers(headers: Mapping[str, str]) -> Resolution:
+    """The id the client already sends in a header; ``headers`` is matched case-insensitively."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    rejected: list[str] = []
+    for name in SESSION_HEADERS:
+        value = lowered.get(name)
+        if value is None:
+            continue
+        if is_valid_id(value):
+            return Resolution(value, f"header:{name}", tuple(rejected))
+        rejected.append(f"header:{name}")
+    return Resolution(None, "none", tuple(rejected))
+
+
+def resolve(
+    headers: Mapping[str, str],
+    body: object,
+    dialect: Dialect | None,
+    fixed: str = "",
+) -> Resolution:
+    """The session of one request. ``body`` is the parsed JSON body, or None when unreadable."""
+    if fixed:
+        return Resolution(fixed, "option")
+    resolution = from_headers(headers)
+    if resolution.session_id is not None:
+        return resolution
+    rejected = list(resolution.rejected)
+    if isinstance(body, dict):
+        for path, value in _body_ids(body):
+            if is_valid_id(value):
+                return Resolution(value, f"body:{path}", tuple(rejected))
+            rejected.append(f"body:{path}")
+        fingerprinted = fingerprint(body, dialect)
+        if fingerprinted is not None:
+            return Resolution(fingerprinted, "fingerprint", tuple(rejected))
+    return Resolution(None, "none", tuple(rejected))
+
+
+def _body_ids(body: dict) -> Iterator[tuple[str, object]]:
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and "user_id" in metadata:
+        yield "metadata.user_id", _session_from_user_id(metadata["user_id"])
+    if "prompt_cache_key" in body:
+        yield "prompt_cache_key", body["prompt_cache_key"]
+    if "session_id" in body:
+        yield "session_id", body["session_id"]
+
+
+def _session_from_user_id(user_id: object) -> object:
+    """Only the session part of Claude Code's ``metadata.user_id``, never device or account."""
+    if not isinstance(user_id, str):
+        return None
+    if user_id.lstrip().startswith("{"):
+        try:
+            parsed = json.loads(user_id)
+        except ValueError:
+            return None
+        return parsed.get("session_id") if isinstance(parsed, dict) else None
+    match = _LEGACY_USER_ID.search(user_id)
+    return match.group(1) if match else None
+
+
+def fingerprint(body: dict, dialect: Dialect | None) -> str | None:
+    """A hash of the system prompt and first user message: stable while the conversation grows.
+
+    The model, tools, cache_control markers and later turns are left out, so
+    a conversation keeps its id when the client switches models or moves its
+    cache breakpoint. None when the body holds neither part.
+    """
+    system, first_user = _STABLE_START.get(dialect, _anthropic_start)(body)
+    if not system and not first_user:
+        return None
+    canonical = json.dumps(
+        [_FINGERPRINT_VERSION, system, first_user], ensure_ascii=False, separators=(",", ":")
+    )
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"fp_{digest[:32]}"
+
+
+def _texts(content: object) -> list[str]:
+    """Content as a list of strings, the same whether sent as a string or as blocks."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, dict):
+        if isinstance(content.get("text"), str):
+            return [content["text"]]
+        if "parts" in content:
+            return _texts(content["parts"])
+        rest = {k: v for k, v in content.items() if k != "cache_control"}
+        return [json.dumps(rest, sort_keys=True, ensure_ascii=False)]
+    if isinstance(content, list):
+        return [text for item in content for text in _texts(item)]
+    return [json.dumps(content)]
+
+
+def _first(messages: object, roles: tuple[str, ...]) -> object:
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict) and message.get("role", "user") in roles:
+            return message.get("content", message.get("parts"))
+    return None
+
+
+def _anthropic_start(body: dict) -> tuple[list[str], list[str]]:
+    system = [t for t in _texts(body.get("system")) if not t.startswith(_VOLATILE_SYSTEM_PREFIX)]
+    return system, _texts(_first(body.get("messages"), ("user",)))
+
+
+def _openai_chat_start(body: dict) -> tuple[list[str], list[str]]:
+    system: list[str] = []
+    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in ("system", "developer"):
+            break
+        system.extend(_texts(message.get("content")))
+    return system, _texts(_first(messages, ("user",)))
+
+
+def _openai_responses_start(body: dict) -> tuple[list[str], list[str]]:
+    items = body.get("input")
+    first_user = [items] if isinstance(items, str) else _texts(_first(items, ("user",)))
+    return _texts(body.get("instructions")), first_user
+
+
+def _gemini_start(body: dict) -> tuple[list[str], list[str]]:
+    system = body.get("systemInstruction", body.get("system_instruction"))
+    return _texts(system), _texts(_first(body.get("contents"), ("user",)))
+
+
+_STABLE_START = {
+    Dialect.ANTHROPIC: _anthropic_start,
+    Dialect.BEDROCK_INVOKE: _anthropic_start,
+    Dialect.BEDROCK_CONVERSE: _anthropic_start,
+    Dialect.OPENAI_CHAT: _openai_chat_start,
+    Dialect.OPENAI_RESPONSES: _openai_responses_start,
+    Dialect.GEMINI: _gemini_start,
+}
+
+
+def parse_json_object(data: bytes | None) -> dict | None:
+    """The body as a JSON object, or None: a body we cannot read identifies nothing."""
+    if not data:
+        return None
+    try:
+        parsed = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return parsed if isinstance(parsed, dict) else None

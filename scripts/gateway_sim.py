@@ -1,0 +1,676 @@
+#!/usr/bin/env python3
+"""A fake LLM gateway fronting several upstream accounts, each with its own prompt cache.
+
+cachepin's addons claim two things: that session-affinity headers keep a
+conversation on one account (so the provider's prompt cache, which lives on one
+account, keeps hitting), and that the cache usage they report is right. Neither
+can be checked against a real gateway offline, so this simulator plays one: it
+speaks the Anthropic Messages and OpenAI Chat Completions / Responses APIs
+(JSON and SSE, as the official SDKs expect), routes by session key like the
+gateways do, and reports usage that is exactly what its simulated caches did.
+``--log`` records that truth per request so tests can compare a proxy's report
+with it.
+
+The cache and routing rules live in ``gateway_sim_cache.py`` (pure, clock
+injectable); this file is the HTTP layer, the wire formats and the CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addons"))
+
+from aiohttp import web
+
+from cachepin.dialects import Dialect, dialect_for
+from cachepin.tokens import estimate_tokens
+from gateway_sim_cache import (
+    CacheControlError,
+    CachePlan,
+    CacheRules,
+    CacheUsage,
+    Clock,
+    PromptCache,
+    Route,
+    Router,
+    session_header,
+)
+
+MAX_BODY_BYTES = 64 * 1024 * 1024  # aiohttp's 1 MiB default is too small for long agent conversations
+SHUTDOWN_GRACE = 2.0  # seconds in-flight streams get to finish on SIGTERM
+READY_LINE = "gateway_sim listening on {url}"
+
+Json = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Everything that shapes a simulator run; the CLI flags map one to one onto it."""
+
+    accounts: int = 3
+    min_tokens: int = 64
+    model_min_tokens: Mapping[str, int] = field(default_factory=dict)
+    ttl_scale: float = 1.0
+    event_delay: float = 0.0
+    gzip_sse: bool = False
+    fail_rate: float = 0.0
+    seed: int | None = None
+    log: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Reject values that would make the simulation meaningless, before any socket opens."""
+        if self.accounts < 1:
+            raise ValueError("accounts must be at least 1")
+        if self.min_tokens < 0 or any(n < 0 for n in self.model_min_tokens.values()):
+            raise ValueError("minimum token counts must not be negative")
+        if self.ttl_scale <= 0:
+            raise ValueError("ttl_scale must be positive")
+        if self.event_delay < 0:
+            raise ValueError("event_delay must not be negative")
+        if not 0.0 <= self.fail_rate <= 1.0:
+            raise ValueError("fail_rate must be between 0 and 1")
+
+    @property
+    def rules(self) -> CacheRules:
+        return CacheRules(self.min_tokens, self.model_min_tokens, self.ttl_scale)
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """An error answer, before it is dressed in the provider's error JSON."""
+
+    status: int
+    kind: str
+    message: str
+    param: str | None = None
+    code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    """One simulated completion: everything the wire formats need to render it."""
+
+    id: str
+    model: str
+    created: int
+    text: str
+    usage: CacheUsage
+    body: Json
+
+    @property
+    def output_tokens(self) -> int:
+        return estimate_tokens(self.text)
+
+    @property
+    def deltas(self) -> list[str]:
+        """The text in word-sized pieces, one per streamed delta."""
+        return re.findall(r"\S+\s*", self.text)
+
+    def normalised(self) -> Json:
+        """The usage in cachepin's normalised (Anthropic, additive) form: the log's ground truth."""
+        return {**asdict(self.usage), "output_tokens": self.output_tokens}
+
+
+def _sse(data: object, event: str | None = None) -> bytes:
+    """One SSE frame; ``data`` is JSON-encoded unless it is already a string (``[DONE]``)."""
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
+
+
+class _Wire:
+    """How one API renders a turn, its usage, its errors and its injected fault."""
+
+    id_prefix: ClassVar[str]
+    required: ClassVar[tuple[tuple[str, type | tuple[type, ...]], ...]]
+    fault: ClassVar[_Problem]
+    missing_text: ClassVar[str]
+    wrong_type_text: ClassVar[str]
+
+    def invalid(self, message: str, param: str | None = None, code: str | None = None) -> _Problem:
+        return _Problem(400, "invalid_request_error", message, param, code)
+
+    def problem_with(self, body: Json) -> _Problem | None:
+        """The first missing or mistyped required field, worded as the provider words it."""
+        for name, kind in self.required:
+            if name not in body:
+                return self.invalid(self.missing_text.format(name=name), name, "missing_required_parameter")
+            if not isinstance(body[name], kind):
+                return self.invalid(self.wrong_type_text.format(name=name), name, "invalid_type")
+        return None
+
+    def error_body(self, problem: _Problem) -> Json:
+        raise NotImplementedError
+
+    def usage(self, turn: _Turn) -> Json:
+        raise NotImplementedError
+
+    def message(self, turn: _Turn) -> Json:
+        raise NotImplementedError
+
+    def events(self, turn: _Turn) -> list[bytes]:
+        """The SSE frames of a streamed answer; the last one completes the response."""
+        raise NotImplementedError
+
+    def streamed_usage(self, turn: _Turn) -> Json | None:
+        """The usage a streaming client ends up with (None when the stream carries none)."""
+        return self.usage(turn)
+
+
+class _AnthropicWire(_Wire):
+    id_prefix = "msg_sim"
+    required = (("model", str), ("max_tokens", int), ("messages", list))
+    fault = _Problem(529, "overloaded_error", "Overloaded")
+    missing_text = "{name}: Field required"
+    wrong_type_text = "{name}: Input has the wrong type"
+
+    def error_body(self, problem: _Problem) -> Json:
+        return {"type": "error", "error": {"type": problem.kind, "message": problem.message}}
+
+    def usage(self, turn: _Turn) -> Json:
+        u = turn.usage
+        return {
+            "input_tokens": u.input_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": u.cache_creation_5m,
+                "ephemeral_1h_input_tokens": u.cache_creation_1h,
+            },
+            "output_tokens": turn.output_tokens,
+            "service_tier": "standard",
+        }
+
+    def message(self, turn: _Turn) -> Json:
+        return {
+            "id": turn.id,
+            "type": "message",
+            "role": "assistant",
+            "model": turn.model,
+            "content": [{"type": "text", "text": turn.text}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": self.usage(turn),
+        }
+
+    def events(self, turn: _Turn) -> list[bytes]:
+        usage = self.usage(turn)
+        start = {**self.message(turn), "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+        cumulative = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
+        frames: list[Json] = [
+            {"type": "message_start", "message": start},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            {"type": "ping"},
+            *(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
+                for piece in turn.deltas
+            ),
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {**cumulative, "output_tokens": turn.output_tokens},
+            },
+            {"type": "message_stop"},
+        ]
+        return [_sse(frame, str(frame["type"])) for frame in frames]
+
+
+class _OpenAIWire(_Wire):
+    fault = _Problem(429, "requests", "Rate limit reached for requests (gateway_sim --fail-rate)", None,
+                     "rate_limit_exceeded")  # fmt: skip
+    missing_text = "Missing required parameter: '{name}'."
+    wrong_type_text = "Invalid type for '{name}'."
+
+    def error_body(self, problem: _Problem) -> Json:
+        return {"error": {"message": problem.message, "type": problem.kind, "param": problem.param,
+                          "code": problem.code}}  # fmt: skip
+
+
+class _ChatWire(_OpenAIWire):
+    id_prefix = "chatcmpl-sim"
+    required = (("model", str), ("messages", list))
+
+    def usage(self, turn: _Turn) -> Json:
+        u = turn.usage
+        return {
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": turn.output_tokens,
+            "total_tokens": u.prompt_tokens + turn.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cache_read_input_tokens, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        }
+
+    def message(self, turn: _Turn) -> Json:
+        answer = {"role": "assistant", "content": turn.text, "refusal": None}
+        choice = {"index": 0, "message": answer, "logprobs": None, "finish_reason": "stop"}
+        return {**self._envelope(turn, "chat.completion"), "choices": [choice], "usage": self.usage(turn)}
+
+    def events(self, turn: _Turn) -> list[bytes]:
+        include_usage = self._includes_usage(turn)
+        chunk = self._envelope(turn, "chat.completion.chunk") | ({"usage": None} if include_usage else {})
+        deltas = [{"role": "assistant", "content": "", "refusal": None}, *({"content": p} for p in turn.deltas), {}]
+        chunks = [
+            {**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+            for delta, finish in zip(deltas, [None] * (len(deltas) - 1) + ["stop"], strict=True)
+        ]
+        if include_usage:
+            chunks.append({**chunk, "choices": [], "usage": self.usage(turn)})
+        return [*(_sse(c) for c in chunks), _sse("[DONE]")]
+
+    def streamed_usage(self, turn: _Turn) -> Json | None:
+        return self.usage(turn) if self._includes_usage(turn) else None
+
+    @staticmethod
+    def _includes_usage(turn: _Turn) -> bool:
+        """Chat streams carry usage only when the client asked, as the real API does."""
+        options = turn.body.get("stream_options")
+        return isinstance(options, dict) and options.get("include_usage") is True
+
+    @staticmethod
+    def _envelope(turn: _Turn, kind: str) -> Json:
+        return {"id": turn.id, "object": kind, "created": turn.created, "model": turn.model,
+                "system_fingerprint": "fp_gateway_sim"}  # fmt: skip
+
+
+class _ResponsesWire(_OpenAIWire):
+    id_prefix = "resp_sim"
+    required = (("model", str), ("input", (str, list)))
+
+    def usage(self, turn: _Turn) -> Json:
+        u = turn.usage
+        return {
+            "input_tokens": u.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": u.cache_read_input_tokens},
+            "output_tokens": turn.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": u.prompt_tokens + turn.output_tokens,
+        }
+
+    def message(self, turn: _Turn) -> Json:
+        return self._response(turn, "completed", [self._item(turn, [self._part(turn.text)], "completed")])
+
+    def events(self, turn: _Turn) -> list[bytes]:
+        pending = self._response(turn, "in_progress", [])
+        where = {"item_id": self._item_id(turn), "output_index": 0, "content_index": 0}
+        frames: list[Json] = [
+            {"type": "response.created", "response": pending},
+            {"type": "response.in_progress", "response": pending},
+            {"type": "response.output_item.added", "output_index": 0, "item": self._item(turn, [], "in_progress")},
+            {"type": "response.content_part.added", **where, "part": self._part("")},
+            *({"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in turn.deltas),
+            {"type": "response.output_text.done", **where, "text": turn.text, "logprobs": []},
+            {"type": "response.content_part.done", **where, "part": self._part(turn.text)},
+            {"type": "response.output_item.done", "output_index": 0, "item": self.message(turn)["output"][0]},
+            {"type": "response.completed", "response": self.message(turn)},
+        ]
+        return [_sse({**frame, "sequence_number": n}, str(frame["type"])) for n, frame in enumerate(frames)]
+
+    def _response(self, turn: _Turn, status: str, output: list[Json]) -> Json:
+        return {
+            "id": turn.id,
+            "object": "response",
+            "created_at": turn.created,
+            "status": status,
+            "model": turn.model,
+            "output": output,
+            "usage": self.usage(turn) if status == "completed" else None,
+            "error": None,
+            "incomplete_details": None,
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+        }
+
+    def _item(self, turn: _Turn, content: list[Json], status: str) -> Json:
+        return {"id": self._item_id(turn), "type": "message", "status": status, "role": "assistant",
+                "content": content}  # fmt: skip
+
+    @staticmethod
+    def _item_id(turn: _Turn) -> str:
+        return "msg_" + turn.id.removeprefix("resp_")
+
+    @staticmethod
+    def _part(text: str) -> Json:
+        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+_WIRES: dict[Dialect, _Wire] = {
+    Dialect.ANTHROPIC: _AnthropicWire(),
+    Dialect.OPENAI_CHAT: _ChatWire(),
+    Dialect.OPENAI_RESPONSES: _ResponsesWire(),
+}
+COMPLETION_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
+
+_MODEL_IDS = ("claude-sonnet-4-5", "gpt-5.1")
+_MODELS: Json = {  # both SDKs' list shapes at once, so either client can page through it
+    "object": "list",
+    "data": [
+        {"id": m, "object": "model", "type": "model", "display_name": m, "created": 1767225600,
+         "created_at": "2026-01-01T00:00:00Z", "owned_by": "gateway_sim"}  # fmt: skip
+        for m in _MODEL_IDS
+    ],
+    "has_more": False,
+    "first_id": _MODEL_IDS[0],
+    "last_id": _MODEL_IDS[-1],
+}
+
+
+@dataclass(slots=True)
+class _Exchange:
+    """What the request log says about one request, filled in as handling gets further."""
+
+    request: web.Request
+    dialect: Dialect | None = None
+    body: Json = field(default_factory=dict)
+    route: Route | None = None
+
+    def record(self, status: int, turn: _Turn | None = None, usage: Json | None = None, completed: bool = True) -> Json:
+        """One log line: where the request went and the usage the client received (``usage``) next to
+        the cache's truth in normalised form (``cache``)."""
+        seen = session_header(self.request.headers)
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "method": self.request.method,
+            "path": self.request.path,
+            "account": self.route.account if self.route else None,
+            "session": seen[1] if seen else None,
+            "route": self.route.via if self.route else None,
+            "dialect": self.dialect.value if self.dialect else None,
+            "model": self.body.get("model"),
+            "stream": self.body.get("stream") is True,
+            "status": status,
+            "completed": completed,
+            "usage": usage,
+            "cache": turn.normalised() if turn else None,
+        }
+
+
+class _Gzip:
+    """Gzip for SSE that flushes after every event, so compression never holds an event back."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._zlib = zlib.compressobj(wbits=31) if enabled else None
+
+    def encode(self, frame: bytes) -> bytes:
+        return self._zlib.compress(frame) + self._zlib.flush(zlib.Z_SYNC_FLUSH) if self._zlib else frame
+
+    def close(self) -> bytes:
+        return self._zlib.flush() if self._zlib else b""
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (``gzip`` or ``*``, without ``q=0``)."""
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip().lower() for part in item.split(";"))
+        if coding in ("gzip", "*") and not any(re.fullmatch(r"q=0(\.0*)?", p) for p in params):
+            return True
+    return False
+
+
+class _Gateway:
+    """The state of one simulator app: router, per-account caches, fault dice, ids and the request log."""
+
+    def __init__(self, config: SimConfig, clock: Clock) -> None:
+        self._config = config
+        self._router = Router(config.accounts, config.seed)
+        self._cache = PromptCache(config.accounts, config.rules, clock)
+        self._dice = random.Random(f"faults:{config.seed}") if config.seed is not None else random.Random()
+        self._ids = itertools.count(1)
+        self._log: TextIO | None = None
+
+    async def open_log(self, _app: web.Application) -> None:
+        """Append, so a simulator restarted mid-test keeps one log."""
+        if self._config.log is not None:
+            self._log = self._config.log.open("a", encoding="utf-8")
+
+    async def close_log(self, _app: web.Application) -> None:
+        if self._log is not None:
+            self._log.close()
+
+    async def models(self, request: web.Request) -> web.Response:
+        """An out-of-scope endpoint, so proxies can be checked to leave such requests alone."""
+        self._write_log(_Exchange(request).record(200))
+        return web.json_response(_MODELS)
+
+    async def complete(self, request: web.Request) -> web.StreamResponse:
+        """One LLM call: validate, route, maybe fail, consult the account's cache, answer."""
+        dialect = dialect_for(request.method, request.path)
+        assert dialect is not None, "only completion paths are routed here"
+        wire, exchange = _WIRES[dialect], _Exchange(request, dialect)
+        body, problem = _parse(wire, await request.read())
+        if problem is not None:
+            return self._reject(wire, exchange, problem)
+        exchange.body = body
+        exchange.route = route = self._router.route(request.headers, body)
+        if self._config.fail_rate and self._dice.random() < self._config.fail_rate:
+            return self._reject(wire, exchange, wire.fault)
+        try:
+            plan = self._cache.plan(route.account, dialect, body)
+        except CacheControlError as error:
+            return self._reject(wire, exchange, wire.invalid(str(error)))
+        turn = self._turn(wire, body, plan)
+        if body.get("stream") is True:
+            return await self._stream(request, wire, exchange, turn, plan)
+        self._finish(plan, exchange.record(200, turn, wire.usage(turn)))
+        return web.json_response(wire.message(turn))
+
+    async def _stream(
+        self, request: web.Request, wire: _Wire, exchange: _Exchange, turn: _Turn, plan: CachePlan
+    ) -> web.StreamResponse:
+        """Send the events; commit the cache just before the event that completes the response."""
+        gzip = self._config.gzip_sse and accepts_gzip(request.headers.get("Accept-Encoding", ""))
+        headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        if gzip:
+            headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        encoder, frames, finished = _Gzip(gzip), wire.events(turn), False
+        try:
+            for index, frame in enumerate(frames):
+                if index:
+                    await asyncio.sleep(self._config.event_delay)
+                if index == len(frames) - 1:
+                    self._finish(plan, exchange.record(200, turn, wire.streamed_usage(turn)))
+                    finished = True
+                await response.write(encoder.encode(frame))
+            await response.write_eof(encoder.close())
+        except ConnectionResetError:  # the client left: an unfinished response writes nothing
+            if not finished:
+                self._write_log(exchange.record(200, completed=False))
+        return response
+
+    def _turn(self, wire: _Wire, body: Json, plan: CachePlan) -> _Turn:
+        """The reply states the cache outcome, so a human watching a client sees it too."""
+        u = plan.usage
+        text = (
+            f"gateway_sim account {plan.account}: read {u.cache_read_input_tokens}, "
+            f"wrote {u.cache_creation_input_tokens}, uncached {u.input_tokens} input tokens."
+        )
+        turn_id = f"{wire.id_prefix}{next(self._ids):016x}"
+        return _Turn(turn_id, str(body["model"]), int(time.time()), text, u, body)
+
+    def _reject(self, wire: _Wire, exchange: _Exchange, problem: _Problem) -> web.Response:
+        self._write_log(exchange.record(problem.status))
+        return web.json_response(wire.error_body(problem), status=problem.status)
+
+    def _finish(self, plan: CachePlan, record: Json) -> None:
+        self._cache.commit(plan)
+        self._write_log(record)
+
+    def _write_log(self, record: Json) -> None:
+        if self._log is not None:
+            self._log.write(json.dumps(record) + "\n")
+            self._log.flush()
+
+
+def _parse(wire: _Wire, raw: bytes) -> tuple[Json, None] | tuple[None, _Problem]:
+    """The request body as a JSON object, or the 400 the provider would answer."""
+    try:
+        body = json.loads(raw)
+    except ValueError as error:
+        return None, wire.invalid(f"The request body is not valid JSON: {error}")
+    if not isinstance(body, dict):
+        return None, wire.invalid("The request body must be a JSON object.")
+    problem = wire.problem_with(body)
+    return (None, problem) if problem else (body, None)
+
+
+def build_app(config: SimConfig, clock: Clock = time.monotonic) -> web.Application:
+    """The simulator as an aiohttp application; ``clock`` drives cache TTLs (inject one in tests)."""
+    gateway = _Gateway(config, clock)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.on_startup.append(gateway.open_log)
+    app.on_cleanup.append(gateway.close_log)
+    app.add_routes([web.post(path, gateway.complete) for path in COMPLETION_PATHS])
+    app.add_routes([web.get("/v1/models", gateway.models)])
+    return app
+
+
+async def serve(app: web.Application, host: str, port: int, ready: Callable[[str], None], stop: asyncio.Event) -> None:
+    """Serve ``app`` until ``stop`` is set; ``ready`` gets the base URL once connections are accepted."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        address = runner.addresses[0]
+        ready(f"http://{f'[{address[0]}]' if ':' in address[0] else address[0]}:{address[1]}")
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    config: SimConfig, host: str = "127.0.0.1", port: int = 0, clock: Clock = time.monotonic
+) -> Iterator[str]:
+    """Run the simulator on its own event loop in a thread and yield its base URL.
+
+    For synchronous callers such as tests driving the blocking SDK clients,
+    which would stall a server sharing their thread.
+    """
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    url: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(serve(build_app(config, clock), host, port, url.set_result, stop))
+        except Exception as error:
+            if url.done():
+                raise
+            url.set_exception(error)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="gateway_sim", daemon=True)
+    thread.start()
+    base_url = url.result()
+    try:
+        yield base_url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
+
+
+def _model_minimum(text: str) -> tuple[str, int]:
+    model, sep, number = text.rpartition("=")
+    if not sep or not model or not number.isdigit():
+        raise argparse.ArgumentTypeError(f"expected MODEL=TOKENS, e.g. claude-opus-4-6=4096, got {text!r}")
+    return model, int(number)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway_sim.py",
+        description=(
+            "Fake LLM gateway for testing cachepin: serves POST /v1/messages (Anthropic), /v1/chat/completions "
+            "and /v1/responses (OpenAI), JSON or SSE, plus GET /v1/models, in front of N simulated upstream "
+            "accounts that each keep their own prompt cache. Reported usage is exactly what the simulated cache "
+            "did. Prints one line 'gateway_sim listening on http://HOST:PORT' once it accepts connections; "
+            "stops on SIGTERM or SIGINT."
+        ),
+        epilog=(
+            "routing: X-Session-Id, else x-session-affinity, else body prompt_cache_key picks the account by "
+            "sha256; other requests go round-robin (random when --seed is given). "
+            "tokens: estimated as one per started group of 4 characters of each prompt block "
+            "(cachepin.tokens). "
+            "Anthropic caching: up to 4 cache_control breakpoints (more is a 400), top-level cache_control puts one "
+            "on the last block, TTL 5m or 1h (ttl: '1h'), refreshed on a hit; no cache_control, no caching. "
+            "OpenAI caching: automatic from the minimum, cached_tokens in 128-token steps, included in "
+            "prompt_tokens. Entries become readable when the writing response completes. "
+            "--log lines: time, method, path, account, session, route, dialect, model, stream, status, completed, "
+            "usage (as sent to the client) and cache (normalised: input, read, creation, output)."
+        ),
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    add("--port", type=int, default=0, help="port to bind; 0 picks a free one (default: %(default)s)")
+    add("--accounts", type=int, default=3, metavar="N", help="upstream accounts, each with its own cache (default: 3)")
+    add("--min-tokens", type=int, default=64, metavar="N",
+        help="minimum cacheable prompt, in estimated tokens (default: 64; real APIs use 1024-4096)")  # fmt: skip
+    add("--model-min-tokens", type=_model_minimum, action="append", default=[], metavar="MODEL=N",
+        help="per-model minimum; MODEL is a prefix of the model id, the longest match wins (repeatable)")  # fmt: skip
+    add("--ttl-scale", type=float, default=1.0, metavar="X",
+        help="multiply every cache TTL by X, e.g. 0.01 turns 5 min into 3 s (default: 1)")  # fmt: skip
+    add("--event-delay", type=float, default=0.0, metavar="SECONDS", help="pause between SSE events (default: 0)")
+    add("--gzip-sse", action="store_true", help="gzip SSE responses when the client's Accept-Encoding allows it")
+    add("--fail-rate", type=float, default=0.0, metavar="P",
+        help="fraction 0..1 of LLM requests answered 529 overloaded_error (Anthropic) or 429 (OpenAI)")  # fmt: skip
+    add("--seed", type=int, help="seed for --fail-rate and for routing requests without a session key at random")
+    add("--log", type=Path, metavar="FILE", help="append one JSON line per request to FILE")
+    return parser
+
+
+async def _serve_until_signalled(config: SimConfig, host: str, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(build_app(config), host, port, lambda url: print(READY_LINE.format(url=url), flush=True), stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = SimConfig(
+            accounts=args.accounts,
+            min_tokens=args.min_tokens,
+            model_min_tokens=dict(args.model_min_tokens),
+            ttl_scale=args.ttl_scale,
+            event_delay=args.event_delay,
+            gzip_sse=args.gzip_sse,
+            fail_rate=args.fail_rate,
+            seed=args.seed,
+            log=args.log,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    try:
+        asyncio.run(_serve_until_signalled(config, args.host, args.port))
+    except OSError as error:
+        print(f"gateway_sim: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
