@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from cachepin.prices import Cost
 from cachepin.usage import Usage
 
 COUNT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
@@ -64,7 +65,17 @@ class Turn:
 
     @property
     def ok(self) -> bool:
+        """Successful: only these count in totals and expectations."""
         return self.verdict is not Verdict.ERROR
+
+    def usage(self) -> Usage:
+        """The turn's figures as a Usage again, for pricing: cost is derived, never stored per turn."""
+        return Usage(self.provider or "", self.model, self.input_tokens, self.cache_creation_input_tokens,
+                     self.cache_read_input_tokens, self.output_tokens, self.cache_creation_5m,
+                     self.cache_creation_1h)
+
+
+Pricer = Callable[[Turn], Cost | None]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -83,8 +94,11 @@ class Counts:
     hits: int = 0
     misses: int = 0
     ratio_base: int = 0  # input + creation + read over the turns that report cache figures
+    billed: float = 0.0  # USD over the priced turns
+    uncached: float = 0.0  # what the priced turns would have cost without any caching
+    priced: int = 0  # turns with a known price (unknown models are never guessed)
 
-    def add(self, turn: Turn) -> None:
+    def add(self, turn: Turn, cost: Cost | None = None) -> None:
         self.input_tokens = _plus(self.input_tokens, turn.input_tokens)
         self.cache_creation_input_tokens = _plus(self.cache_creation_input_tokens, turn.cache_creation_input_tokens)
         self.cache_read_input_tokens = _plus(self.cache_read_input_tokens, turn.cache_read_input_tokens)
@@ -98,6 +112,15 @@ class Counts:
             self.ratio_base += (
                 (turn.input_tokens or 0) + (turn.cache_creation_input_tokens or 0) + turn.cache_read_input_tokens
             )
+        if cost is not None:
+            self.billed += cost.billed
+            self.uncached += cost.uncached
+            self.priced += 1
+
+    @property
+    def cost(self) -> Cost | None:
+        """The summed cost of the priced turns; None when no turn had a price."""
+        return Cost(self.billed, self.uncached) if self.priced else None
 
     @property
     def hit_ratio(self) -> float | None:
@@ -107,10 +130,11 @@ class Counts:
         return self.cache_read_input_tokens / self.ratio_base
 
     @classmethod
-    def of(cls, turns: Iterable[Turn]) -> Counts:
+    def of(cls, turns: Iterable[Turn], pricer: Pricer | None = None) -> Counts:
+        """Sums over ``turns``, which the caller has already limited to successful ones."""
         counts = cls()
         for turn in turns:
-            counts.add(turn)
+            counts.add(turn, pricer(turn) if pricer else None)
         return counts
 
 
@@ -122,6 +146,8 @@ def _plus(total: int | None, value: int | None) -> int | None:
 
 @dataclass(slots=True, frozen=True)
 class Failure:
+    """A failed expectation; it keeps the full session id because the message only has a short one."""
+
     session_id: str
     turn: int | None  # None for a judgement over the whole session (min_hit)
     message: str
@@ -129,6 +155,9 @@ class Failure:
 
 @dataclass(slots=True)
 class Session:
+    """One conversation's turns. Its sums are computed from the turns when asked, not stored:
+    reports are rare, sessions are many."""
+
     session_id: str
     source: str  # how the session id was found (header, body field, ...), as first seen
     seq: int  # creation order: the LRU order of the ledger is not the order to report in
@@ -142,8 +171,8 @@ class Session:
         """The turn that was allowed to be cold; error turns before it do not count."""
         return next(self.ok_turns(), None)
 
-    def counts(self) -> Counts:
-        return Counts.of(self.ok_turns())
+    def counts(self, pricer: Pricer | None = None) -> Counts:
+        return Counts.of(self.ok_turns(), pricer)
 
 
 def short_id(session_id: str) -> str:
@@ -190,17 +219,19 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
         return None
     counts = Counts.of(turns[1:])
     read = counts.cache_read_input_tokens
-    where = f"session {short_id(session.session_id)}: turns after turn {turns[0].index} (n={len(turns) - 1})"
+    later = len(turns) - 1
+    where = f"after turn {turns[0].index} ({later} later turn{'s' * (later != 1)})"
+    session_name = f"session {short_id(session.session_id)}"
     if read is None:
-        message = f"{where} cannot meet min_hit {min_hit}%: the provider reports no cache figures"
+        message = f"{session_name}: min_hit {min_hit}% not met {where}: the provider reports no cache figures"
     elif counts.ratio_base == 0:
-        message = f"{where} cannot meet min_hit {min_hit}%: no input tokens reported"
+        message = f"{session_name}: min_hit {min_hit}% not met {where}: no input tokens reported"
     elif read * 100 >= min_hit * counts.ratio_base:
         return None
     else:
         percent = read * 1000 // counts.ratio_base / 10  # floored: 49.96 % must not print as 50.0
         message = (
-            f"{where} hit {percent}%, below min_hit {min_hit}% "
+            f"{session_name}: hit ratio {percent}% {where} is below min_hit {min_hit}% "
             f"(read {read}, creation {_figure(counts.cache_creation_input_tokens)}, "
             f"input {_figure(counts.input_tokens)})"
         )
@@ -213,7 +244,8 @@ class Ledger:
     Not thread-safe: mitmproxy calls addons from one event loop.
     """
 
-    def __init__(self, expect: str = "off", min_hit: int = 0, max_sessions: int = 0) -> None:
+    def __init__(self, expect: str = "off", min_hit: int = 0, max_sessions: int = 0,
+                 pricer: Pricer | None = None) -> None:
         if not 0 <= min_hit <= 100:
             raise ValueError(f"min_hit must be a percentage 0..100, not {min_hit}")
         if max_sessions < 0:
@@ -221,6 +253,7 @@ class Ledger:
         self.expect = Expect(expect)
         self.min_hit = min_hit
         self.max_sessions = max_sessions
+        self.pricer = pricer  # prices each turn as it is added, so totals keep evicted sessions' cost
         self.reset()
 
     def reset(self) -> None:
@@ -308,7 +341,7 @@ class Ledger:
             turn.cache_creation_1h = usage.cache_creation_1h
         session.turns.append(turn)
         if turn.ok:
-            self._totals.add(turn)
+            self._totals.add(turn, self.pricer(turn) if self.pricer else None)
             if self.expect is Expect.WARM and not first and turn.verdict is not Verdict.HIT:
                 failure = _warm_failure(session_id, turn)
                 self._failures.append(failure)

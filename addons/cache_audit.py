@@ -1,0 +1,282 @@
+"""mitmproxy addon: prove that the prompt cache hits, session by session.
+
+Reads the cache figures every LLM response reports (JSON, or SSE streamed
+through at once), groups them by session, explains every miss, prices every
+turn, logs one line per response, writes JSONL events, a JSON report and
+JUnit XML, and makes mitmdump exit with status 3 when expectations fail.
+
+    mitmdump -s addons/inject.py -s addons/cache_audit.py --set cache_expect=warm
+
+The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from mitmproxy import command, contentviews, ctx, exceptions, http
+
+from cachepin import handover
+from cachepin.dialects import Dialect, dialect_for
+from cachepin.explain import Explainer, Explanation, Snapshot
+from cachepin.extract import Extracted, usage_from_body
+from cachepin.ledger import Expect, Ledger, Turn, Verdict
+from cachepin.prices import DEFAULT_PRICES, PriceTable, cost, load_prices
+from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
+from cachepin.reports import write_atomic, write_json_atomic
+from cachepin.session import parse_json_object, resolve
+from cachepin.sse import StreamTap
+from cachepin.usage_view import render
+
+logger = logging.getLogger(__name__)
+
+EXIT_EXPECTATIONS_FAILED = 3
+MISS_MARK = ":x:"
+UNIDENTIFIED = "unidentified"
+
+
+class CacheAudit:
+    name = "cachepin_audit"
+
+    def __init__(self) -> None:
+        self.prices: PriceTable = DEFAULT_PRICES
+        self.ledger = Ledger(pricer=self._price)
+        self.explainer = Explainer()
+        self.taps: dict[str, StreamTap] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option("cache_expect", str, "off",
+                          "'warm': every turn after a session's first must read from the cache.",
+                          choices=["off", "warm"])
+        loader.add_option("cache_min_hit", int, 0,
+                          "Percent 0-100: each session's hit ratio over its turns after the first must reach it.")
+        loader.add_option("cache_events", str, "", "Append one JSON line per completed turn to this file.")
+        loader.add_option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.")
+        loader.add_option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown.")
+        loader.add_option("cache_max_sessions", int, 10_000,
+                          "Sessions held in memory (0 = unlimited); older ones still count in totals.")
+        loader.add_option("cache_prices", str, "",
+                          "JSON file of model prices (USD per million tokens) merged over the built-in table.")
+        loader.add_option("cache_ttl_scale", str, "1",
+                          "Multiply cache TTLs by this factor when explaining misses (for simulators that "
+                          "shrink time).")
+        loader.add_option("cache_minimums", Sequence[str], [],
+                          "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), "
+                          "overriding the built-in table when explaining misses.")
+        stashed = handover.take((id(ctx.master), self.name))
+        if stashed is not None:  # a hot reload: keep what the old instance counted
+            self.ledger, self.explainer = stashed
+            self.ledger.pricer = self._price
+        contentviews.add(UsageContentview())
+
+    def configure(self, updated: set[str]) -> None:
+        if "cache_min_hit" in updated and not 0 <= ctx.options.cache_min_hit <= 100:
+            raise exceptions.OptionsError(f"cache_min_hit must be 0-100, not {ctx.options.cache_min_hit}")
+        if "cache_max_sessions" in updated and ctx.options.cache_max_sessions < 0:
+            raise exceptions.OptionsError("cache_max_sessions must be >= 0 (0 = unlimited)")
+        if "cache_prices" in updated:
+            try:
+                self.prices = load_prices(ctx.options.cache_prices) if ctx.options.cache_prices else DEFAULT_PRICES
+            except ValueError as e:
+                raise exceptions.OptionsError(f"cache_prices: {e}") from None
+        if updated & {"cache_ttl_scale", "cache_minimums"}:
+            self.explainer = Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale),
+                                       minimums=_minimums(ctx.options.cache_minimums))
+        self.ledger.expect = Expect(ctx.options.cache_expect)
+        self.ledger.min_hit = ctx.options.cache_min_hit
+        self.ledger.max_sessions = ctx.options.cache_max_sessions
+        for option in ("cache_events", "cache_report", "cache_junit"):
+            if option in updated and getattr(ctx.options, option):
+                _check_writable(option, getattr(ctx.options, option))
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side."""
+        if not flow.live or flow.response is None or _dialect(flow) is None:
+            return
+        if not _is_event_stream(flow.response.headers.get("content-type", "")) or flow.response.stream:
+            return
+        tap = StreamTap(_dialect(flow), flow.response.headers.get("content-encoding", ""), clock=time.time)
+        self.taps[flow.id] = tap
+        flow.response.stream = tap
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        dialect = _dialect(flow)
+        if dialect is None or flow.response is None:
+            return
+        tap = self.taps.pop(flow.id, None)
+        if tap is not None:
+            extracted = tap.result
+        else:
+            body = flow.response.get_content(strict=False) or b""
+            extracted = usage_from_body(dialect, flow.response.headers.get("content-type", ""), body)
+        self._record(flow, dialect, extracted, tap)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        """A broken stream, a reset or a client that left: an error turn, counted nowhere."""
+        dialect = _dialect(flow)
+        if dialect is None:
+            return
+        tap = self.taps.pop(flow.id, None)
+        extracted = tap.result if tap is not None else Extracted()
+        message = flow.error.msg if flow.error else "connection failed"
+        self._record(flow, dialect, Extracted(extracted.usage, extracted.error or message, extracted.warning), tap)
+
+    def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
+        if flow.metadata.get("cachepin_turn"):
+            return  # response and error both fired for this flow: one turn only
+        if extracted.warning:
+            logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
+        body = parse_json_object(flow.request.get_content(strict=False))
+        session_id, source = _session(flow, body, dialect)
+        status = flow.response.status_code if flow.response is not None else 0
+        started = flow.request.timestamp_start
+        ttft_ms = (tap.first_byte_at - started) * 1000 if tap is not None and tap.first_byte_at else None
+        ended = flow.response.timestamp_end if flow.response is not None else None
+        turn, failures = self.ledger.record(
+            session_id, source, flow_id=flow.id, started_at=started, status=status,
+            stream=_is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
+            usage=extracted.usage, model=body.get("model") if body else None, ttft_ms=ttft_ms,
+            duration_ms=(ended - started) * 1000 if ended else None, error=extracted.error,
+        )
+        if turn.ok and body is not None:
+            explanation = self.explainer.observe(session_id, Snapshot.from_request(dialect, body, started),
+                                                 extracted.usage)
+            if explanation is not None:
+                turn.notes = {"miss": {"reason": explanation.reason.value, "detail": explanation.detail,
+                                       "evidence": explanation.evidence}}
+        flow.metadata["cachepin_turn"] = {"session_id": session_id, "turn": turn.index,
+                                          "verdict": turn.verdict.value}
+        self._report_turn(flow, session_id, source, turn)
+        for message in failures:
+            logger.error("cachepin audit FAILED: %s", message)
+
+    def _report_turn(self, flow: http.HTTPFlow, session_id: str, source: str, turn: Turn) -> None:
+        line = turn_log_line(session_id, turn)
+        explanation = _explanation(turn)
+        if explanation:
+            line += f" reason={explanation}"
+        logger.info(line)
+        note = line.removeprefix("cachepin ")
+        flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
+        if turn.verdict is Verdict.MISS:
+            flow.marked = MISS_MARK
+        if ctx.options.cache_events:
+            try:
+                append_line(ctx.options.cache_events, event_line(session_id, source, turn, self._price))
+            except OSError as e:
+                logger.error("cachepin audit: cannot append to cache_events %s: %s", ctx.options.cache_events, e)
+
+    def _price(self, turn: Turn):
+        return cost(turn.usage(), self.prices) if turn.provider else None
+
+    @command.command("cache.report")
+    def report(self) -> str:
+        """Judge min_hit, log the per-session table, write the report files; returns the JSON report path."""
+        for message in self.ledger.finalize():
+            logger.error("cachepin audit FAILED: %s", message)
+        for row in summary_table(self.ledger).splitlines():
+            logger.info("cachepin %s", row)
+        if ctx.options.cache_report:
+            write_json_atomic(ctx.options.cache_report, report_dict(self.ledger))
+        if ctx.options.cache_junit:
+            write_atomic(ctx.options.cache_junit, junit_xml(self.ledger))
+        return ctx.options.cache_report
+
+    @command.command("cache.reset")
+    def reset(self) -> None:
+        """Forget every session and turn (the options stay)."""
+        self.ledger.reset()
+        self.explainer = Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale),
+                                   minimums=_minimums(ctx.options.cache_minimums))
+        logger.info("cachepin audit: ledger reset")
+
+    def done(self) -> None:
+        """At shutdown: reports, the table, and exit status 3 if expectations failed. On reload: hand over."""
+        try:
+            self.report()
+        except OSError as e:
+            logger.error("cachepin audit: cannot write a report: %s", e)
+        if not ctx.master.should_exit.is_set():
+            handover.give((id(ctx.master), self.name), (self.ledger, self.explainer))
+            return
+        if not self.ledger.ok:
+            logger.error("cachepin audit: cache expectations failed; exiting with status %d",
+                         EXIT_EXPECTATIONS_FAILED)
+            raise SystemExit(EXIT_EXPECTATIONS_FAILED)
+
+
+class UsageContentview(contentviews.Contentview):
+    """mitmweb/mitmproxy view of an LLM response's cache figures (and a stream's text)."""
+
+    name = "cachepin usage"
+    syntax_highlight = "yaml"
+
+    def prettify(self, data: bytes, metadata: contentviews.Metadata) -> str:
+        dialect = _metadata_dialect(metadata)
+        if dialect is None:
+            raise ValueError("not an LLM API response")
+        return render(dialect, metadata.content_type or "", data)
+
+    def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
+        return 2 if _metadata_dialect(metadata) is not None and data else -1
+
+
+def _metadata_dialect(metadata: contentviews.Metadata) -> Dialect | None:
+    flow = metadata.flow
+    if not isinstance(flow, http.HTTPFlow) or metadata.http_message is not flow.response:
+        return None
+    return _dialect(flow)
+
+
+def _dialect(flow: http.HTTPFlow) -> Dialect | None:
+    return dialect_for(flow.request.method, flow.request.path)
+
+
+def _is_event_stream(content_type: str) -> bool:
+    return content_type.lower().startswith("text/event-stream")
+
+
+def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[str, str]:
+    """The inject addon's resolution when it ran; otherwise the same resolution done here."""
+    pinned = flow.metadata.get("cachepin")
+    if isinstance(pinned, dict) and pinned.get("session_id"):
+        return pinned["session_id"], pinned.get("source", "")
+    resolution = resolve(flow.request.headers, body, dialect)
+    return resolution.session_id or UNIDENTIFIED, resolution.source
+
+
+def _explanation(turn: Turn) -> str | None:
+    miss = (turn.notes or {}).get("miss")
+    return f"{miss['reason']} ({miss['detail']})" if isinstance(miss, dict) else None
+
+
+def _ttl_scale(text: str) -> float:
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = -1.0
+    if not scale > 0:
+        raise exceptions.OptionsError(f"cache_ttl_scale must be a number > 0, not {text!r}")
+    return scale
+
+
+def _minimums(entries: Sequence[str]) -> dict[str, int]:
+    minimums = {}
+    for entry in entries:
+        model, _, tokens = entry.partition("=")
+        if not model or not tokens.isdigit():
+            raise exceptions.OptionsError(f"cache_minimums: expected MODEL=TOKENS, not {entry!r}")
+        minimums[model.strip()] = int(tokens)
+    return minimums
+
+
+def _check_writable(option: str, path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise exceptions.OptionsError(f"{option}: cannot write {path!r}: folder {folder!r} missing or read-only")
+
+
+addons = [CacheAudit()]

@@ -1,0 +1,441 @@
+"""Why a turn read less from the prompt cache than the previous turn left there.
+
+A miss is only actionable with a cause: a client that rewrites its system
+prompt needs a different fix from a gateway that spreads a session over
+accounts. Per session the explainer keeps a text-free ``Snapshot`` of the
+previous request (16-byte block digests, running token estimates, JSON paths,
+breakpoints) and, when a turn misses or only partly hits, compares it with the
+current request to name exactly one ``Reason`` with numeric evidence.
+
+The model of the cache: each request leaves *entries* behind, one per
+breakpoint (Anthropic) or, for providers that cache automatically
+(OpenAI-style, Gemini), one covering the whole prompt of which any prefix is
+readable. The next turn should read the longest entry that is still valid.
+Checks remove entries in a fixed order, and the first check after which the
+observed read is no longer clearly short of what remains is the reason:
+
+1. ``no_breakpoint``: an Anthropic request (this one or the previous) without
+   any ``cache_control`` caches nothing; first, because without markers no
+   other cause matters.
+2. ``prefix_changed`` at ``model``: caches are per model, so a switch loses
+   everything, whatever else holds.
+3. ``below_minimum``: the previous turn's prefix was shorter than the model's
+   minimum, so nothing was written (full misses only: any read proves the
+   minimum was met). A current prompt that is short because it changed is
+   a ``prefix_changed``.
+4. ``prefix_changed``: a change invalidates every entry after it, within TTL
+   or not, so it comes before time.
+5. ``no_breakpoint`` again, for Anthropic's lookback: a breakpoint finds an
+   entry only about 20 blocks back, so a turn that appends more blocks than
+   that before its next breakpoint misses an unchanged prefix.
+6. ``ttl_expired``: entries whose TTL (5 min, 1 h for ``ttl: "1h"``, 24 h for
+   OpenAI's ``prompt_cache_retention: "24h"``) is shorter than the gap.
+7. ``routing``: nothing read although a valid entry should exist: the request
+   most likely reached another account or replica.
+8. ``unknown``: anything else (e.g. a partial hit no check explains).
+
+Token figures are ``tokens.estimate_tokens`` estimates, so every comparison
+allows ``SLACK_TOKENS`` and ``PARTIAL_RATIO`` of tolerance.
+"""
+
+from __future__ import annotations
+
+import enum
+from array import array
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple
+
+from cachepin.dialects import Dialect
+from cachepin.prefix import prefix_blocks
+from cachepin.prices import canonical_model, match_model
+from cachepin.usage import Usage
+
+
+class Reason(enum.StrEnum):
+    NO_BREAKPOINT = "no_breakpoint"
+    BELOW_MINIMUM = "below_minimum"
+    PREFIX_CHANGED = "prefix_changed"
+    TTL_EXPIRED = "ttl_expired"
+    ROUTING = "routing"
+    UNKNOWN = "unknown"
+
+
+MINIMUM_TOKENS: Mapping[str, int] = MappingProxyType(
+    {
+        # Anthropic (wire-formats.md 4.1). Sonnet 4.6 was seen caching only from
+        # 2048; the documented 1024 stays until confirmed: override it if needed.
+        "claude-opus-4-6": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-haiku-4-5": 4096,
+        "claude-sonnet-4-6": 1024,
+        "claude-sonnet-4-5": 1024,
+        "claude-opus-4-1": 1024,
+        "claude-opus-4": 1024,
+        "claude-sonnet-4": 1024,
+        "claude-3-7-sonnet": 1024,
+        "claude-3-5-haiku": 2048,
+        "claude-3-haiku": 2048,
+        # OpenAI caches any model's prompt from 1024 tokens (4.2).
+        "gpt-*": 1024,
+        "o1*": 1024,
+        "o3*": 1024,
+        "o4*": 1024,
+        # Gemini (1024-4096 by model and docs version) and DeepSeek are left
+        # out: an unknown model gets no below_minimum judgement at all.
+    }
+)
+"""Smallest cacheable prefix per model, in tokens; matched like prices (``prices.match_model``)."""
+
+TTL_5M = 300.0
+TTL_1H = 3600.0
+TTL_24H = 86400.0  # OpenAI prompt_cache_retention "24h"
+LOOKBACK_BLOCKS = 20  # Anthropic checks about 20 blocks before a breakpoint for an entry
+PARTIAL_RATIO = 0.9
+SLACK_TOKENS = 128  # estimate error, and OpenAI's 128-token read granularity
+ROUTING_HINT = (
+    "pin the session to one upstream account: run addons/inject.py (session-affinity headers and "
+    "prompt_cache_key) or set the gateway's session-affinity header"
+)
+
+_MARKER_DIALECTS = frozenset({Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE})
+
+
+def clearly_below(read: int, expected: int) -> bool:
+    """True when ``read`` falls clearly short of ``expected`` cached tokens.
+
+    "Clearly" is below 90% of the estimate minus 128 tokens: estimates are
+    approximate (and usually low against real tokenizers, which count more
+    tokens per character) and OpenAI reads in 128-token steps, so a read a
+    little short of the estimate is still a full hit.
+    """
+    return read < PARTIAL_RATIO * expected - SLACK_TOKENS
+
+
+def _ttl_seconds(marker: object) -> float:
+    return TTL_1H if isinstance(marker, dict) and marker.get("ttl") == "1h" else TTL_5M
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Snapshot:
+    """A text-free summary of one request: just enough to compare the next turn with it.
+
+    About 20 bytes per block plus its path: digests are packed into one bytes
+    object, token estimates into an array, paths into one string (paths are
+    built from keys and indexes, never from prompt text).
+    """
+
+    model: str | None
+    at: float  # when the request was sent, in seconds (any clock, as long as it is the same for a session)
+    explicit: bool  # caching needs cache_control markers (Anthropic); else the provider caches any prefix
+    marked: bool  # some cache_control is present, on a block or top-level (automatic mode)
+    digests: bytes  # 16 bytes per block, in cache order
+    ends: array[int]  # running token estimate at the end of each block
+    paths: str  # the blocks' JSON paths, joined by newlines
+    entries: tuple[tuple[int, float], ...]  # (last block index, TTL seconds) of what the request caches
+
+    @classmethod
+    def from_request(cls, dialect: Dialect, body: dict, at: float) -> Snapshot:
+        """Summarise ``body`` (a request of ``dialect``) sent at time ``at``.
+
+        Anthropic caches up to each breakpoint; top-level ``cache_control``
+        (automatic mode) puts one on the last block. Other dialects cache
+        automatically: one entry over the whole prompt, kept 5 min, or 24 h
+        with OpenAI's ``prompt_cache_retention: "24h"``. Dialects without a
+        known layout (Bedrock Converse) give an empty snapshot.
+        """
+        blocks = prefix_blocks(dialect, body)
+        explicit = dialect in _MARKER_DIALECTS
+        top = body.get("cache_control")
+        ttls: dict[int, float] = {}
+        last = len(blocks) - 1
+        if explicit:
+            for index, block in enumerate(blocks):
+                if block.breakpoint:
+                    ttls[index] = TTL_1H if block.ttl == "1h" else TTL_5M
+            if isinstance(top, dict) and blocks:
+                ttls[last] = max(ttls.get(last, 0.0), _ttl_seconds(top))
+        elif blocks:
+            ttls[last] = TTL_24H if body.get("prompt_cache_retention") == "24h" else TTL_5M
+        ends = array("I")
+        total = 0
+        for block in blocks:
+            total += block.tokens
+            ends.append(total)
+        model = body.get("model")
+        return cls(
+            model=model if isinstance(model, str) else None,
+            at=at,
+            explicit=explicit,
+            marked=isinstance(top, dict) or any(block.breakpoint for block in blocks),
+            digests=b"".join(block.digest for block in blocks),
+            ends=ends,
+            paths="\n".join(block.path for block in blocks),
+            entries=tuple(sorted(ttls.items())),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def digest(self, index: int) -> bytes:
+        return self.digests[16 * index : 16 * index + 16]
+
+    def path(self, index: int) -> str:
+        return self.paths.split("\n")[index]
+
+    def tokens_before(self, index: int) -> int:
+        """Estimated tokens of the blocks before ``index``."""
+        return self.ends[index - 1] if index > 0 else 0
+
+    @property
+    def cached_tokens(self) -> int:
+        """Estimated tokens this request leaves cached (up to its last entry)."""
+        return self.ends[self.entries[-1][0]] if self.entries else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """One reason for a miss or partial hit, a one-line detail for logs and comments, and evidence.
+
+    ``evidence`` holds only JSON paths, numbers and model ids, never prompt text.
+    """
+
+    reason: Reason
+    detail: str
+    evidence: dict[str, object]
+
+
+class _Entry(NamedTuple):
+    index: int  # last block the entry covers
+    tokens: int
+    ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Turn:
+    prev: Snapshot
+    cur: Snapshot
+    read: int
+    gap: float
+    model: str | None
+    minimum: int | None
+
+
+def minimum_tokens(model: str | None, overrides: Mapping[str, int] | None = None) -> int | None:
+    """The smallest cacheable prefix of ``model``; None when unknown (no judgement then)."""
+    table = {canonical_model(name): tokens for name, tokens in {**MINIMUM_TOKENS, **(overrides or {})}.items()}
+    key = match_model(model, table)
+    return None if key is None else table[key]
+
+
+def _expected(turn: _Turn, entries: list[_Entry]) -> int:
+    """The longest entry the provider actually keeps (entries below the minimum are never written)."""
+    return max((e.tokens for e in entries if turn.minimum is None or e.tokens >= turn.minimum), default=0)
+
+
+_Found = tuple[list[_Entry], Explanation] | None
+
+
+def _check_markers(turn: _Turn, entries: list[_Entry]) -> _Found:
+    if not turn.cur.explicit or (turn.cur.marked and turn.prev.marked):
+        return None
+    if not turn.cur.marked:
+        detail = "no cache_control in this Anthropic request: nothing is cached or read"
+    else:
+        detail = "the previous request had no cache_control, so it cached nothing for this turn to read"
+    evidence = {"breakpoints": len(turn.cur.entries), "previous_breakpoints": len(turn.prev.entries)}
+    return [], Explanation(Reason.NO_BREAKPOINT, detail, evidence)
+
+
+def _check_model(turn: _Turn, entries: list[_Entry]) -> _Found:
+    prev, cur = turn.prev, turn.cur
+    if not (prev.model and cur.model and prev.model != cur.model):
+        return None
+    detail = f"model changed from {prev.model} to {cur.model}: caches are per model"
+    evidence = {
+        "path": "model",
+        "change": "changed",
+        "matched_tokens": 0,
+        "previous_prefix_tokens": prev.cached_tokens,
+        "previous_model": prev.model,
+    }
+    return [], Explanation(Reason.PREFIX_CHANGED, detail, evidence)
+
+
+def _check_minimum(turn: _Turn, entries: list[_Entry]) -> _Found:
+    prefix = turn.prev.cached_tokens
+    if turn.minimum is None or turn.read or prefix >= turn.minimum:
+        return None
+    detail = f"cacheable prefix of ~{prefix} tokens is below the {turn.minimum}-token minimum of {turn.model}"
+    evidence = {"prefix_tokens": prefix, "minimum": turn.minimum, "model": turn.model}
+    return [], Explanation(Reason.BELOW_MINIMUM, detail, evidence)
+
+
+def _common_blocks(prev: Snapshot, cur: Snapshot) -> int:
+    """How many leading blocks the two requests share."""
+    if cur.digests.startswith(prev.digests):
+        return len(prev)
+    index = 0
+    while index < min(len(prev), len(cur)) and prev.digest(index) == cur.digest(index):
+        index += 1
+    return index
+
+
+def _first_change(prev: Snapshot, cur: Snapshot, index: int) -> tuple[str, str]:
+    """The path and kind ("changed", "inserted", "removed") of the first differing block."""
+    if index >= len(cur) or cur.digest(index) == prev.digest(index + 1):
+        return prev.path(index), "removed"
+    if index + 1 < len(cur) and prev.digest(index) == cur.digest(index + 1):
+        return cur.path(index), "inserted"
+    return cur.path(index), "changed"
+
+
+def _check_prefix(turn: _Turn, entries: list[_Entry]) -> _Found:
+    prev, cur = turn.prev, turn.cur
+    previous = prev.cached_tokens
+    common = _common_blocks(prev, cur)
+    if all(entry.index < common for entry in entries):
+        return None
+    matched = prev.tokens_before(common)
+    kept = [entry for entry in entries if entry.index < common]
+    if not prev.explicit and common:  # automatic caching: the shared part of the prompt stays readable
+        kept = [_Entry(common - 1, matched, entry.ttl_s) for entry in entries]
+    path, change = _first_change(prev, cur, common)
+    detail = f"prefix {change} at {path} after ~{matched} of ~{previous} cached tokens"
+    evidence = {"path": path, "change": change, "matched_tokens": matched, "previous_prefix_tokens": previous}
+    return kept, Explanation(Reason.PREFIX_CHANGED, detail, evidence)
+
+
+def _check_lookback(turn: _Turn, entries: list[_Entry]) -> _Found:
+    if not turn.cur.explicit:
+        return None
+    breakpoints = [index for index, _ in turn.cur.entries]
+
+    def reachable(entry: _Entry) -> bool:
+        return any(entry.index <= point <= entry.index + LOOKBACK_BLOCKS for point in breakpoints)
+
+    kept = [entry for entry in entries if reachable(entry)]
+    if len(kept) == len(entries):
+        return None
+    lost = max((entry for entry in entries if not reachable(entry)), key=lambda entry: entry.index)
+    after = [point - lost.index for point in breakpoints if point >= lost.index]
+    distance = min(after) if after else None
+    path = turn.cur.path(lost.index)
+    where = f"{distance} blocks after it" if distance is not None else "none at or after it"
+    detail = (
+        f"the cached prefix ends at {path} but this request's nearest breakpoint is {where}; "
+        f"Anthropic looks back only ~{LOOKBACK_BLOCKS} blocks"
+    )
+    evidence = {"previous_breakpoint": path, "blocks_to_breakpoint": distance, "lookback_blocks": LOOKBACK_BLOCKS}
+    return kept, Explanation(Reason.NO_BREAKPOINT, detail, evidence)
+
+
+def _check_ttl(turn: _Turn, entries: list[_Entry]) -> _Found:
+    kept = [entry for entry in entries if entry.ttl_s >= turn.gap]
+    if len(kept) == len(entries):
+        return None
+    lapsed = max((entry for entry in entries if entry.ttl_s < turn.gap), key=lambda entry: entry.ttl_s)
+    detail = f"{turn.gap:.0f}s since the previous turn exceeds the {lapsed.ttl_s:g}s cache TTL"
+    evidence = {"gap_s": round(turn.gap, 1), "ttl_s": lapsed.ttl_s}
+    return kept, Explanation(Reason.TTL_EXPIRED, detail, evidence)
+
+
+_CHECKS: tuple[Callable[[_Turn, list[_Entry]], _Found], ...] = (
+    _check_markers,
+    _check_model,
+    _check_minimum,
+    _check_prefix,
+    _check_lookback,
+    _check_ttl,
+)
+
+
+def explain(
+    prev: Snapshot | None,
+    cur: Snapshot,
+    usage: Usage,
+    *,
+    ttl_scale: float = 1.0,
+    minimums: Mapping[str, int] | None = None,
+) -> Explanation | None:
+    """The reason this turn missed or only partly hit, or None when there is nothing to explain.
+
+    None for a first turn (``prev`` is None), when the provider reported no
+    read count, and for hits: a read counts as a hit unless it is clearly
+    below the previous turn's cacheable prefix (see ``clearly_below``). A
+    reported read of 0 is always explained. ``ttl_scale`` multiplies every
+    TTL (for a simulator that shrinks time); ``minimums`` overrides or adds
+    entries of ``MINIMUM_TOKENS``. The model is the response's, else the
+    request's.
+    """
+    read = usage.cache_read_input_tokens
+    if prev is None or read is None or (read and not clearly_below(read, prev.cached_tokens)):
+        return None
+    model = usage.model or cur.model
+    turn = _Turn(prev, cur, read, float(cur.at - prev.at), model, minimum_tokens(model, minimums))
+    entries = [_Entry(index, prev.ends[index], ttl * ttl_scale) for index, ttl in prev.entries]
+    for check in _CHECKS:
+        found = check(turn, entries)
+        if found is None:
+            continue
+        entries, explanation = found
+        if not clearly_below(read, _expected(turn, entries)):
+            return explanation
+    expected = _expected(turn, entries)
+    if read == 0 and expected:
+        detail = (
+            f"prefix of ~{expected} tokens unchanged and {turn.gap:.0f}s after the previous turn (within TTL), "
+            f"yet nothing read: the request most likely reached another account or replica; {ROUTING_HINT}"
+        )
+        evidence = {"prefix_tokens": expected, "gap_s": round(turn.gap, 1), "hint": ROUTING_HINT}
+        return Explanation(Reason.ROUTING, detail, evidence)
+    detail = f"read {read} of ~{expected} expected cached tokens; no check explains the shortfall"
+    evidence = {"read_tokens": read, "expected_tokens": expected, "previous_prefix_tokens": prev.cached_tokens}
+    return Explanation(Reason.UNKNOWN, detail, evidence)
+
+
+class Explainer:
+    """Keeps the previous snapshot per (session, model) and explains each new turn against it.
+
+    Keyed by model too, because clients interleave side requests on another
+    model (Claude Code's Haiku calls) in the same session: each model has its
+    own cache, and comparing across them would report false changes. A new
+    model in a session is thus a first turn. At most ``max_sessions`` keys are
+    kept, the least recently seen evicted first, so memory stays bounded.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl_scale: float = 1.0,
+        minimums: Mapping[str, int] | None = None,
+        max_sessions: int = 2048,
+    ) -> None:
+        self._ttl_scale = ttl_scale
+        self._minimums = dict(minimums or {})
+        self._max_sessions = max_sessions
+        self._previous: OrderedDict[tuple[str, str | None], Snapshot] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._previous)
+
+    def observe(self, session: str, snapshot: Snapshot, usage: Usage | None) -> Explanation | None:
+        """Explain this turn against the session's previous one, then remember it.
+
+        A response without usage (an error, a cut stream) is not remembered:
+        a failed request caches nothing, so the next turn is compared with the
+        last one that completed.
+        """
+        if usage is None:
+            return None
+        key = (session, snapshot.model)
+        found = explain(
+            self._previous.get(key), snapshot, usage, ttl_scale=self._ttl_scale, minimums=self._minimums
+        )
+        self._previous[key] = snapshot
+        self._previous.move_to_end(key)
+        while len(self._previous) > self._max_sessions:
+            self._previous.popitem(last=False)
+        return found

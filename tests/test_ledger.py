@@ -1,0 +1,413 @@
+"""The ledger: verdicts, totals, expectations (warm at once, min_hit at finalize), eviction."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachepin.ledger import Counts, Expect, Ledger, Turn, Verdict, judge_min_hit, short_id, verdict_for
+from cachepin.usage import Usage
+
+Spec = tuple[int, str | None, Usage | None]  # a turn in a scenario: status, stream error, usage
+
+
+def usage(
+    read: int | None = 0,
+    creation: int | None = 0,
+    input_tokens: int | None = 10,
+    output: int | None = 5,
+    *,
+    model: str | None = "claude-sonnet-4-5",
+) -> Usage:
+    return Usage("anthropic", model, input_tokens, creation, read, output)
+
+
+def ok(read: int | None = 0, creation: int | None = 0, input_tokens: int | None = 10) -> Spec:
+    return (200, None, usage(read, creation, input_tokens))
+
+
+NONE = (200, None, None)
+HTTP_ERROR = (529, None, None)
+BROKEN = (200, "stream cut", usage(read=0))
+
+
+def play(ledger: Ledger, turns: list[Spec], session_id: str = "s1") -> list[list[str]]:
+    """Record the turns in one session; returns the new failure messages of each record()."""
+    out = []
+    for i, (status, error, reported) in enumerate(turns):
+        _, new = ledger.record(
+            session_id,
+            "header",
+            flow_id=f"flow-{session_id}-{i}",
+            started_at=1_700_000_000.0 + i,
+            status=status,
+            stream=True,
+            usage=reported,
+            model="claude-request-alias",
+            ttft_ms=100.0,
+            duration_ms=900.0,
+            error=error,
+        )
+        out.append(new)
+    return out
+
+
+def only(ledger: Ledger) -> list[Turn]:
+    (session,) = ledger.sessions
+    return session.turns
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "reported", "first", "expected"),
+    [
+        (200, None, usage(read=900), True, Verdict.HIT),
+        (200, None, usage(read=900), False, Verdict.HIT),
+        (200, None, usage(read=1), False, Verdict.HIT),
+        (200, None, usage(read=0), True, Verdict.COLD),
+        (200, None, usage(read=0, creation=1538), True, Verdict.COLD),
+        (200, None, usage(read=0), False, Verdict.MISS),
+        (200, None, usage(read=0, creation=None), False, Verdict.MISS),
+        (200, None, None, True, Verdict.NONE),
+        (200, None, None, False, Verdict.NONE),
+        (200, None, usage(read=None), False, Verdict.NONE),
+        (200, None, usage(read=None, creation=None), True, Verdict.NONE),
+        (400, None, None, True, Verdict.ERROR),
+        (429, None, None, False, Verdict.ERROR),
+        (529, None, usage(read=900), False, Verdict.ERROR),
+        (200, "stream cut", usage(read=900), False, Verdict.ERROR),
+        (200, "", None, True, Verdict.ERROR),
+        (399, None, usage(read=0), False, Verdict.MISS),
+    ],
+)
+def test_verdict_for(status: int, error: str | None, reported: Usage | None, first: bool, expected: Verdict) -> None:
+    assert verdict_for(status=status, error=error, usage=reported, first=first) is expected
+
+
+@pytest.mark.parametrize(
+    ("turns", "verdicts"),
+    [
+        ([ok(0)], ["cold"]),
+        ([ok(0), ok(0), ok(500)], ["cold", "miss", "hit"]),
+        ([ok(500), ok(0)], ["hit", "miss"]),
+        ([HTTP_ERROR, ok(0), ok(0)], ["error", "cold", "miss"]),
+        ([BROKEN, HTTP_ERROR, ok(0)], ["error", "error", "cold"]),
+        ([ok(0), HTTP_ERROR, ok(0)], ["cold", "error", "miss"]),
+        ([NONE, ok(0)], ["none", "miss"]),
+        ([ok(0), NONE, ok(700)], ["cold", "none", "hit"]),
+    ],
+)
+def test_verdicts_within_a_session(turns: list[Spec], verdicts: list[str]) -> None:
+    ledger = Ledger()
+    play(ledger, turns)
+    assert [t.verdict for t in only(ledger)] == verdicts
+    assert [t.index for t in only(ledger)] == list(range(1, len(turns) + 1))
+
+
+def test_sessions_are_independent() -> None:
+    ledger = Ledger()
+    play(ledger, [ok(0), ok(0)], "a")
+    play(ledger, [ok(0)], "b")
+    assert [[t.verdict for t in s.turns] for s in ledger.sessions] == [["cold", "miss"], ["cold"]]
+
+
+def test_turn_keeps_what_the_response_said() -> None:
+    ledger = Ledger()
+    reported = Usage("anthropic", "claude-sonnet-4-5-20250929", 12, 640, 9000, 85, 0, 640)
+    turn, new = ledger.record(
+        "s", "header", flow_id="f1", started_at=1.5, status=200, stream=False, usage=reported,
+        model="claude-sonnet-4-5", ttft_ms=None, duration_ms=12.5,
+    )  # fmt: skip
+    assert new == []
+    assert (turn.index, turn.flow_id, turn.started_at, turn.status, turn.stream) == (1, "f1", 1.5, 200, False)
+    assert (turn.provider, turn.model) == ("anthropic", "claude-sonnet-4-5-20250929")
+    assert (turn.input_tokens, turn.cache_creation_input_tokens, turn.cache_read_input_tokens) == (12, 640, 9000)
+    assert (turn.output_tokens, turn.cache_creation_5m, turn.cache_creation_1h) == (85, 0, 640)
+    assert (turn.ttft_ms, turn.duration_ms, turn.error, turn.notes) == (None, 12.5, None, None)
+
+
+@pytest.mark.parametrize(
+    ("reported", "provider", "model"),
+    [
+        (usage(model="served-model"), "anthropic", "served-model"),
+        (usage(model=None), "anthropic", "request-model"),
+        (None, None, "request-model"),
+    ],
+)
+def test_the_served_model_wins_over_the_requested_one(reported: Usage | None, provider: str | None, model: str) -> None:
+    turn, _ = Ledger().record(
+        "s", "h", flow_id="f", started_at=0.0, status=200, stream=False, usage=reported,
+        model="request-model", ttft_ms=None, duration_ms=None,
+    )  # fmt: skip
+    assert (turn.provider, turn.model) == (provider, model)
+
+
+def test_a_session_keeps_the_source_it_was_first_seen_with() -> None:
+    ledger = Ledger()
+    for source in ("header", "body"):
+        ledger.record(
+            "s", source, flow_id="f", started_at=0.0, status=200, stream=False, usage=None,
+            model=None, ttft_ms=None, duration_ms=None,
+        )  # fmt: skip
+    assert ledger.sessions[0].source == "header"
+
+
+# --- counts and ratios --------------------------------------------------------------------------
+
+
+def test_error_turns_do_not_count_in_totals() -> None:
+    ledger = Ledger()
+    play(ledger, [ok(0, creation=1000), HTTP_ERROR, BROKEN, ok(1000, input_tokens=20)])
+    for counts in (ledger.totals, ledger.sessions[0].counts()):
+        assert counts.requests == 2
+        assert (counts.input_tokens, counts.cache_creation_input_tokens) == (30, 1000)
+        assert (counts.cache_read_input_tokens, counts.output_tokens) == (1000, 10)
+        assert (counts.hits, counts.misses) == (1, 0)
+        assert counts.hit_ratio == pytest.approx(1000 / 2030)
+
+
+@pytest.mark.parametrize(
+    ("turns", "ratio"),
+    [
+        ([], None),
+        ([NONE, NONE], None),  # nothing reported: n/a, not 0 %
+        ([HTTP_ERROR], None),
+        ([ok(0, 0, 0)], None),  # reported, but the denominator is 0
+        ([ok(0, 0, 10)], 0.0),  # reported zeros: 0 %, not n/a
+        ([ok(0, 100, 0), ok(100, 0, 0)], 0.5),  # token-weighted, not an average of 0 % and 100 %
+        ([ok(90, 0, 10), ok(0, 800, 100)], 0.09),
+        ([ok(50, None, 50)], 0.5),  # null creation counts as 0
+        ([NONE, ok(30, 0, 10)], 0.75),  # turns without figures do not dilute
+    ],
+)
+def test_hit_ratio(turns: list[Spec], ratio: float | None) -> None:
+    ledger = Ledger()
+    play(ledger, turns)
+    assert ledger.totals.hit_ratio == pytest.approx(ratio)
+    if turns:
+        assert ledger.sessions[0].counts().hit_ratio == pytest.approx(ratio)
+
+
+def test_a_field_never_reported_stays_null() -> None:
+    ledger = Ledger()
+    deepseek = Usage("deepseek", "deepseek-chat", 40, None, 2560, 30)
+    none_at_all = Usage("gemini", "gemini-2.5", None, None, None, None)
+    for reported in (deepseek, deepseek, none_at_all):
+        ledger.record(
+            "s", "h", flow_id="f", started_at=0.0, status=200, stream=False, usage=reported,
+            model=None, ttft_ms=None, duration_ms=None,
+        )  # fmt: skip
+    counts = ledger.sessions[0].counts()
+    assert counts == ledger.totals
+    assert (counts.input_tokens, counts.cache_creation_input_tokens) == (80, None)
+    assert (counts.cache_read_input_tokens, counts.output_tokens, counts.requests) == (5120, 60, 3)
+    assert Counts().hit_ratio is None
+    assert Counts().cache_read_input_tokens is None
+
+
+# --- warm: failures at once ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("turns", "failing_turns"),
+    [
+        ([ok(0)], []),  # the first turn may be cold
+        ([NONE], []),  # ... and is not judged at all
+        ([ok(0), ok(900), ok(900)], []),
+        ([ok(0), ok(0)], [2]),
+        ([ok(0), ok(0), ok(900), ok(0)], [2, 4]),
+        ([ok(0), NONE], [2]),
+        ([HTTP_ERROR, ok(0), ok(900)], []),  # the error does not make the cold turn "later"
+        ([ok(0), HTTP_ERROR, BROKEN, ok(900)], []),  # errors are not judged
+        ([ok(900), ok(0)], [2]),
+    ],
+)
+def test_warm_failures_come_back_from_record(turns: list[Spec], failing_turns: list[int]) -> None:
+    ledger = Ledger(expect="warm")
+    new = play(ledger, turns)
+    assert [i for i, messages in enumerate(new, 1) if messages] == failing_turns
+    assert [f.turn for f in ledger.failures] == failing_turns
+    assert all(len(messages) <= 1 for messages in new)
+    assert ledger.ok == (not failing_turns)
+    assert ledger.finalize() == []  # nothing else to judge without min_hit
+
+
+def test_warm_messages_name_session_turn_and_figures() -> None:
+    ledger = Ledger(expect="warm")
+    sid = "3f2a9c1e-0000-4000-8000-000000000000"
+    new = play(ledger, [ok(0, creation=2000), ok(0, creation=1538, input_tokens=12), NONE], sid)
+    assert new[1] == ["session 3f2a9c1e-000… turn 2: expected a cache hit, read 0 (creation 1538, input 12)"]
+    assert "turn 3" in new[2][0] and "provider reports no cache figures" in new[2][0]
+    assert all(f.session_id == sid for f in ledger.failures)
+
+
+def test_expect_off_never_fails() -> None:
+    ledger = Ledger()
+    assert play(ledger, [ok(0), ok(0), NONE]) == [[], [], []]
+    assert ledger.ok and ledger.failures == [] and ledger.finalize() == []
+
+
+# --- min_hit: judged at finalize ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("min_hit", "turns", "fails"),
+    [
+        (50, [ok(0, 1000, 0), ok(50, 0, 50)], False),  # exactly 50 %: passes
+        (50, [ok(0, 1000, 0), ok(49, 0, 51)], True),
+        (50, [ok(0, 1000, 0), ok(50, 25, 25)], False),  # creation is in the denominator
+        (50, [ok(0, 1000, 0), ok(49, 25, 26)], True),
+        (100, [ok(0), ok(10, 0, 0)], False),
+        (100, [ok(0), ok(10, 0, 1)], True),
+        (1, [ok(0), ok(1, 0, 99)], False),
+        (1, [ok(0), ok(1, 0, 100)], True),
+        (90, [ok(0, 5000, 10)], False),  # a single successful turn is not judged
+        (90, [HTTP_ERROR, ok(0, 5000, 10), BROKEN], False),
+        (90, [ok(0, 5000, 10), HTTP_ERROR, ok(900, 0, 100)], False),  # the error turn is skipped
+        (90, [ok(0), ok(0), ok(900, 0, 10)], False),  # token-weighted over the later turns
+        (90, [ok(0), ok(0, 0, 100), ok(900, 0, 10)], True),
+        (90, [ok(100_000, 0, 0), ok(0, 0, 100)], True),  # the first turn's hit does not help
+        (50, [NONE, NONE], True),  # later turns without cache figures cannot meet it
+        (0, [NONE, NONE], False),
+        (0, [ok(0), ok(0)], False),
+        (50, [ok(0), ok(0, 0, 0)], True),  # reported, but nothing to weigh
+    ],
+)
+def test_min_hit(min_hit: int, turns: list[Spec], fails: bool) -> None:
+    ledger = Ledger(min_hit=min_hit)
+    assert play(ledger, turns) == [[] for _ in turns]  # never judged before finalize
+    assert ledger.ok
+    new = ledger.finalize()
+    assert len(new) == fails
+    assert [f.turn for f in ledger.failures] == [None] * fails
+    assert ledger.ok == (not fails)
+    assert (judge_min_hit(ledger.sessions[0], min_hit) is not None) is fails
+
+
+@pytest.mark.parametrize(
+    ("turns", "expected"),
+    [
+        ([ok(0), ok(49, 0, 51)], "session s1: hit ratio 49.0% after turn 1 (1 later turn) is below min_hit 50% "
+         "(read 49, creation 0, input 51)"),  # fmt: skip
+        ([HTTP_ERROR, ok(0), ok(4999, 1, 5000), ok(0, None, 0)], "session s1: hit ratio 49.9% after turn 2 "
+         "(2 later turns) is below min_hit 50% (read 4999, creation 1, input 5000)"),  # fmt: skip
+        ([NONE, NONE], "session s1: min_hit 50% not met after turn 1 (1 later turn): "
+         "the provider reports no cache figures"),  # fmt: skip
+        ([ok(0), ok(0, 0, 0)], "session s1: min_hit 50% not met after turn 1 (1 later turn): no input tokens reported"),
+    ],
+)
+def test_min_hit_messages(turns: list[Spec], expected: str) -> None:
+    ledger = Ledger(min_hit=50)
+    play(ledger, turns)
+    assert ledger.finalize() == [expected]
+
+
+def test_finalize_is_idempotent_and_follows_recovery() -> None:
+    ledger = Ledger(min_hit=50)
+    play(ledger, [ok(0), ok(0)])
+    assert len(ledger.finalize()) == 1
+    assert ledger.finalize() == []
+    assert len(ledger.failures) == 1 and not ledger.ok
+    play(ledger, [ok(10_000)])  # the session warms up: judged as it stands now
+    assert ledger.finalize() == []
+    assert ledger.failures == [] and ledger.ok
+
+
+def test_warm_and_min_hit_failures_add_up() -> None:
+    ledger = Ledger(expect="warm", min_hit=80)
+    new = play(ledger, [ok(0), ok(0), ok(10, 0, 90)])  # turn 3 hits, but reads little
+    assert sum(map(len, new)) == 1
+    assert len(ledger.finalize()) == 1
+    assert [f.turn for f in ledger.failures] == [2, None]
+
+
+# --- memory: eviction ---------------------------------------------------------------------------
+
+
+def test_eviction_keeps_totals_and_failures() -> None:
+    ledger = Ledger(expect="warm", max_sessions=2)
+    play(ledger, [ok(0), ok(0)], "a")  # one warm failure
+    play(ledger, [ok(0), ok(500)], "b")
+    play(ledger, [ok(0)], "c")
+    assert [s.session_id for s in ledger.sessions] == ["b", "c"]
+    assert ledger.evicted == 1
+    assert ledger.totals.requests == 5
+    assert ledger.totals.cache_read_input_tokens == 500
+    assert [(f.session_id, f.turn) for f in ledger.failures] == [("a", 2)]
+    assert not ledger.ok
+
+
+def test_eviction_is_least_recently_used_and_reports_stay_in_first_seen_order() -> None:
+    ledger = Ledger(max_sessions=2)
+    play(ledger, [ok(0)], "a")
+    play(ledger, [ok(0)], "b")
+    play(ledger, [ok(700)], "a")  # a is used again: b is now the oldest
+    play(ledger, [ok(0)], "c")
+    assert [s.session_id for s in ledger.sessions] == ["a", "c"]
+
+
+def test_evicted_sessions_are_judged_for_min_hit_on_the_way_out() -> None:
+    ledger = Ledger(min_hit=50, max_sessions=1)
+    play(ledger, [ok(0), ok(0)], "a")
+    new = play(ledger, [ok(0)], "b")
+    assert len(new[0]) == 1 and new[0][0].startswith("session a:")
+    assert [(f.session_id, f.turn) for f in ledger.failures] == [("a", None)]
+    assert ledger.finalize() == []
+    assert not ledger.ok
+
+
+def test_an_evicted_failure_already_reported_is_not_new_again() -> None:
+    ledger = Ledger(min_hit=50, max_sessions=1)
+    play(ledger, [ok(0), ok(0)], "a")
+    assert len(ledger.finalize()) == 1
+    assert play(ledger, [ok(0)], "b") == [[]]
+    assert len(ledger.failures) == 1
+
+
+def test_unlimited_sessions() -> None:
+    ledger = Ledger(max_sessions=0)
+    for i in range(50):
+        play(ledger, [ok(0)], f"s{i}")
+    assert len(ledger.sessions) == 50 and ledger.evicted == 0
+
+
+# --- lifecycle ----------------------------------------------------------------------------------
+
+
+def test_reset_clears_everything() -> None:
+    ledger = Ledger(expect="warm", min_hit=50, max_sessions=1)
+    play(ledger, [ok(0), ok(0)], "a")
+    play(ledger, [ok(0), ok(0)], "b")
+    ledger.finalize()
+    ledger.reset()
+    assert (ledger.sessions, ledger.failures, ledger.evicted, ledger.ok) == ([], [], 0, True)
+    assert ledger.totals == Counts()
+    assert (ledger.expect, ledger.min_hit, ledger.max_sessions) == (Expect.WARM, 50, 1)
+    play(ledger, [ok(0)], "a")
+    assert only(ledger)[0].verdict is Verdict.COLD
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"expect": "cold"}, {"expect": ""}, {"min_hit": -1}, {"min_hit": 101}, {"max_sessions": -1}],
+)
+def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Ledger(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("session_id", "short"),
+    [("", ""), ("abc", "abc"), ("123456789012", "123456789012"), ("1234567890123", "123456789012…")],
+)
+def test_short_id(session_id: str, short: str) -> None:
+    assert short_id(session_id) == short
+
+
+def test_notes_can_be_attached_later() -> None:
+    ledger = Ledger()
+    play(ledger, [ok(0)])
+    turn = only(ledger)[0]
+    turn.notes = {"cost_usd": 0.0123}
+    assert only(ledger)[0].notes == {"cost_usd": 0.0123}
