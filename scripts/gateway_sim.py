@@ -17,6 +17,7 @@ injectable); this file is the HTTP layer, the wire formats and the CLI.
 
 from __future__ import annotations
 
+import abc
 import argparse
 import asyncio
 import contextlib
@@ -36,7 +37,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "addons"))
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(_HERE.parent / "addons"), str(_HERE)]  # cachepin from a plain checkout; the sibling module
 
 from aiohttp import web
 
@@ -135,7 +137,7 @@ def _sse(data: object, event: str | None = None) -> bytes:
     return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
 
 
-class _Wire:
+class _Wire(abc.ABC):
     """How one API renders a turn, its usage, its errors and its injected fault."""
 
     id_prefix: ClassVar[str]
@@ -156,18 +158,19 @@ class _Wire:
                 return self.invalid(self.wrong_type_text.format(name=name), name, "invalid_type")
         return None
 
-    def error_body(self, problem: _Problem) -> Json:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def error_body(self, problem: _Problem) -> Json: ...
 
-    def usage(self, turn: _Turn) -> Json:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def usage(self, turn: _Turn) -> Json: ...
 
+    @abc.abstractmethod
     def message(self, turn: _Turn) -> Json:
-        raise NotImplementedError
+        """The non-streaming answer."""
 
+    @abc.abstractmethod
     def events(self, turn: _Turn) -> list[bytes]:
         """The SSE frames of a streamed answer; the last one completes the response."""
-        raise NotImplementedError
 
     def streamed_usage(self, turn: _Turn) -> Json | None:
         """The usage a streaming client ends up with (None when the stream carries none)."""
@@ -234,14 +237,13 @@ class _AnthropicWire(_Wire):
 
 
 class _OpenAIWire(_Wire):
-    fault = _Problem(429, "requests", "Rate limit reached for requests (gateway_sim --fail-rate)", None,
-                     "rate_limit_exceeded")  # fmt: skip
+    fault = _Problem(429, "requests", "Rate limit reached (gateway_sim --fail-rate)", code="rate_limit_exceeded")
     missing_text = "Missing required parameter: '{name}'."
     wrong_type_text = "Invalid type for '{name}'."
 
     def error_body(self, problem: _Problem) -> Json:
-        return {"error": {"message": problem.message, "type": problem.kind, "param": problem.param,
-                          "code": problem.code}}  # fmt: skip
+        error = {"message": problem.message, "type": problem.kind, "param": problem.param, "code": problem.code}
+        return {"error": error}
 
 
 class _ChatWire(_OpenAIWire):
@@ -266,11 +268,12 @@ class _ChatWire(_OpenAIWire):
     def events(self, turn: _Turn) -> list[bytes]:
         include_usage = self._includes_usage(turn)
         chunk = self._envelope(turn, "chat.completion.chunk") | ({"usage": None} if include_usage else {})
-        deltas = [{"role": "assistant", "content": "", "refusal": None}, *({"content": p} for p in turn.deltas), {}]
-        chunks = [
-            {**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-            for delta, finish in zip(deltas, [None] * (len(deltas) - 1) + ["stop"], strict=True)
-        ]
+
+        def choice(delta: Json, finish: str | None = None) -> Json:
+            return {**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+        chunks = [choice({"role": "assistant", "content": "", "refusal": None})]
+        chunks += [choice({"content": piece}) for piece in turn.deltas] + [choice({}, "stop")]
         if include_usage:
             chunks.append({**chunk, "choices": [], "usage": self.usage(turn)})
         return [*(_sse(c) for c in chunks), _sse("[DONE]")]
@@ -286,8 +289,7 @@ class _ChatWire(_OpenAIWire):
 
     @staticmethod
     def _envelope(turn: _Turn, kind: str) -> Json:
-        return {"id": turn.id, "object": kind, "created": turn.created, "model": turn.model,
-                "system_fingerprint": "fp_gateway_sim"}  # fmt: skip
+        return {"id": turn.id, "object": kind, "created": turn.created, "model": turn.model}
 
 
 class _ResponsesWire(_OpenAIWire):
@@ -340,8 +342,7 @@ class _ResponsesWire(_OpenAIWire):
         }
 
     def _item(self, turn: _Turn, content: list[Json], status: str) -> Json:
-        return {"id": self._item_id(turn), "type": "message", "status": status, "role": "assistant",
-                "content": content}  # fmt: skip
+        return {"id": self._item_id(turn), "type": "message", "status": status, "role": "assistant", "content": content}
 
     @staticmethod
     def _item_id(turn: _Turn) -> str:
@@ -359,12 +360,12 @@ _WIRES: dict[Dialect, _Wire] = {
 }
 COMPLETION_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
 
-_MODEL_IDS = ("claude-sonnet-4-5", "gpt-5.1")
+_MODEL_IDS = ("claude-sonnet-4-6", "gpt-5.1")
 _MODELS: Json = {  # both SDKs' list shapes at once, so either client can page through it
     "object": "list",
     "data": [
-        {"id": m, "object": "model", "type": "model", "display_name": m, "created": 1767225600,
-         "created_at": "2026-01-01T00:00:00Z", "owned_by": "gateway_sim"}  # fmt: skip
+        {"id": m, "object": "model", "type": "model", "display_name": m, "owned_by": "gateway_sim", "created": 0,
+         "created_at": "1970-01-01T00:00:00Z"}
         for m in _MODEL_IDS
     ],
     "has_more": False,
@@ -403,8 +404,11 @@ class _Exchange:
         }
 
 
-class _Gzip:
-    """Gzip for SSE that flushes after every event, so compression never holds an event back."""
+class SseGzip:
+    """Gzip for SSE that flushes after every event, so compression never holds an event back.
+
+    Disabled, it passes frames through, so the streaming code has one path.
+    """
 
     def __init__(self, enabled: bool) -> None:
         self._zlib = zlib.compressobj(wbits=31) if enabled else None
@@ -482,7 +486,7 @@ class _Gateway:
             headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        encoder, frames, finished = _Gzip(gzip), wire.events(turn), False
+        encoder, frames, finished = SseGzip(gzip), wire.events(turn), False
         try:
             for index, frame in enumerate(frames):
                 if index:
@@ -597,44 +601,71 @@ def _model_minimum(text: str) -> tuple[str, int]:
     return model, int(number)
 
 
+_EPILOG = """\
+routing:
+  X-Session-Id, else x-session-affinity, else body prompt_cache_key picks the
+  account by sha256 (stable across runs); other requests go round-robin, or at
+  random when --seed is given.
+tokens:
+  estimated, one per started group of 4 characters of each prompt block
+  (cachepin.tokens.estimate_tokens over cachepin.prefix.prefix_blocks).
+Anthropic caching (/v1/messages):
+  cache_control breakpoints (at most 4, more is a 400) or a top-level
+  cache_control on the last block; no cache_control, no caching. A hit reads the
+  longest cached prefix and writes the rest up to the last breakpoint. TTL 5 min,
+  or 1 h with "ttl": "1h", refreshed on a hit.
+OpenAI caching (/v1/chat/completions, /v1/responses):
+  automatic from the minimum; cached_tokens in 128-token steps, included in
+  prompt_tokens; nothing reported as written.
+Entries are per account and readable once the writing response has completed.
+--log lines (JSON): time, method, path, account, session, route, dialect, model,
+  stream, status, completed, usage (as sent to the client) and cache (the truth,
+  normalised: input, read, creation with its 5m/1h split, output tokens).
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway_sim.py",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Fake LLM gateway for testing cachepin: serves POST /v1/messages (Anthropic), /v1/chat/completions "
-            "and /v1/responses (OpenAI), JSON or SSE, plus GET /v1/models, in front of N simulated upstream "
-            "accounts that each keep their own prompt cache. Reported usage is exactly what the simulated cache "
-            "did. Prints one line 'gateway_sim listening on http://HOST:PORT' once it accepts connections; "
-            "stops on SIGTERM or SIGINT."
+            "Fake LLM gateway for testing cachepin. Serves the Anthropic Messages and OpenAI Chat Completions and\n"
+            "Responses APIs (JSON and SSE) plus GET /v1/models, in front of N simulated upstream accounts that each\n"
+            "keep their own prompt cache; reported usage is exactly what the simulated cache did. Prints one line\n"
+            "'gateway_sim listening on http://HOST:PORT' once it accepts connections; stops on SIGTERM or SIGINT."
         ),
-        epilog=(
-            "routing: X-Session-Id, else x-session-affinity, else body prompt_cache_key picks the account by "
-            "sha256; other requests go round-robin (random when --seed is given). "
-            "tokens: estimated as one per started group of 4 characters of each prompt block "
-            "(cachepin.tokens). "
-            "Anthropic caching: up to 4 cache_control breakpoints (more is a 400), top-level cache_control puts one "
-            "on the last block, TTL 5m or 1h (ttl: '1h'), refreshed on a hit; no cache_control, no caching. "
-            "OpenAI caching: automatic from the minimum, cached_tokens in 128-token steps, included in "
-            "prompt_tokens. Entries become readable when the writing response completes. "
-            "--log lines: time, method, path, account, session, route, dialect, model, stream, status, completed, "
-            "usage (as sent to the client) and cache (normalised: input, read, creation, output)."
-        ),
+        epilog=_EPILOG,
     )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     add("--port", type=int, default=0, help="port to bind; 0 picks a free one (default: %(default)s)")
     add("--accounts", type=int, default=3, metavar="N", help="upstream accounts, each with its own cache (default: 3)")
-    add("--min-tokens", type=int, default=64, metavar="N",
-        help="minimum cacheable prompt, in estimated tokens (default: 64; real APIs use 1024-4096)")  # fmt: skip
-    add("--model-min-tokens", type=_model_minimum, action="append", default=[], metavar="MODEL=N",
-        help="per-model minimum; MODEL is a prefix of the model id, the longest match wins (repeatable)")  # fmt: skip
-    add("--ttl-scale", type=float, default=1.0, metavar="X",
-        help="multiply every cache TTL by X, e.g. 0.01 turns 5 min into 3 s (default: 1)")  # fmt: skip
+    add(
+        "--min-tokens",
+        type=int,
+        default=64,
+        metavar="N",
+        help="minimum cacheable prompt in estimated tokens (default: 64; real APIs use 1024-4096)",
+    )
+    add(
+        "--model-min-tokens",
+        type=_model_minimum,
+        action="append",
+        default=[],
+        metavar="MODEL=N",
+        help="per-model minimum; MODEL is a model id prefix, the longest match wins (repeatable)",
+    )
+    add("--ttl-scale", type=float, default=1.0, metavar="X", help="multiply every cache TTL by X (0.01: 5 min -> 3 s)")
     add("--event-delay", type=float, default=0.0, metavar="SECONDS", help="pause between SSE events (default: 0)")
     add("--gzip-sse", action="store_true", help="gzip SSE responses when the client's Accept-Encoding allows it")
-    add("--fail-rate", type=float, default=0.0, metavar="P",
-        help="fraction 0..1 of LLM requests answered 529 overloaded_error (Anthropic) or 429 (OpenAI)")  # fmt: skip
-    add("--seed", type=int, help="seed for --fail-rate and for routing requests without a session key at random")
+    add(
+        "--fail-rate",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="fraction 0..1 of LLM calls answered 529 overloaded_error (Anthropic) or 429 (OpenAI)",
+    )
+    add("--seed", type=int, help="seed for --fail-rate and for random routing of requests without a session key")
     add("--log", type=Path, metavar="FILE", help="append one JSON line per request to FILE")
     return parser
 
@@ -667,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(_serve_until_signalled(config, args.host, args.port))
     except OSError as error:
-        print(f"gateway_sim: cannot serve on {args.host}:{args.port}: {error}", file=sys.stderr)
+        print(f"gateway_sim: {error}", file=sys.stderr)
         return 1
     return 0
 

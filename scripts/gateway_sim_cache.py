@@ -157,24 +157,12 @@ class PromptCache:
         totals = list(accumulate(block.tokens for block in blocks))
         minimum = self._rules.minimum_for(model)
         usable = [i for i in breakpoints if totals[i] >= minimum]
-        candidates = {p for i in usable for p in range(max(0, i - LOOKBACK_BLOCKS), i + 1)}
-        hit = self._read(account, keys, candidates)
+        hit = self._read(account, keys, {p for i in usable for p in range(max(0, i - LOOKBACK_BLOCKS), i + 1)})
         read = totals[hit] if hit is not None else 0
-        written = {"5m": 0, "1h": 0}
-        upto = read
-        for i in usable:
-            if totals[i] > upto:
-                written[blocks[i].ttl or "5m"] += totals[i] - upto
-                upto = totals[i]
-        usage = CacheUsage(
-            input_tokens=(totals[-1] if totals else 0) - upto,
-            cache_read_input_tokens=read,
-            cache_creation_input_tokens=upto - read,
-            cache_creation_5m=written["5m"],
-            cache_creation_1h=written["1h"],
-        )
-        writes = tuple(Write(keys[i], self._rules.ttl(blocks[i].ttl or "5m")) for i in usable)
-        return CachePlan(account, usage, writes)
+        written = _written_by_ttl(blocks, totals, usable, read)
+        end = read + sum(written.values())
+        usage = CacheUsage((totals[-1] if totals else 0) - end, read, end - read, written["5m"], written["1h"])
+        return CachePlan(account, usage, tuple(Write(keys[i], self._rules.ttl(_ttl(blocks[i]))) for i in usable))
 
     def _plan_openai(self, account: int, model: str, blocks: Sequence[Block], retention: str) -> CachePlan:
         keys = _cumulative_keys(f"openai\x00{model}", blocks)
@@ -214,6 +202,21 @@ def _with_automatic_breakpoint(blocks: list[Block], body: Mapping[str, object]) 
     return [*blocks[:-1], replace(blocks[-1], breakpoint=True, ttl=ttl)]
 
 
+def _ttl(breakpoint: Block) -> str:
+    return breakpoint.ttl or "5m"
+
+
+def _written_by_ttl(blocks: Sequence[Block], totals: Sequence[int], usable: Iterable[int], read: int) -> dict[str, int]:
+    """Tokens written past the ``read`` prefix: each stretch takes the TTL of the breakpoint that ends it."""
+    written = {"5m": 0, "1h": 0}
+    upto = read
+    for i in usable:
+        if totals[i] > upto:
+            written[_ttl(blocks[i])] += totals[i] - upto
+            upto = totals[i]
+    return written
+
+
 def _check_breakpoints(breakpoints: Sequence[Block]) -> None:
     """The two marker rules the real API enforces with a 400."""
     if len(breakpoints) > MAX_BREAKPOINTS:
@@ -245,6 +248,12 @@ class Route:
     via: str  # "x-session-id", "x-session-affinity", "prompt_cache_key", "round-robin" or "random"
 
 
+def session_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """The first non-empty session header (lower-cased name, value); names match case-insensitively."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return next(((name, lowered[name]) for name in SESSION_HEADERS if lowered.get(name)), None)
+
+
 def stable_account(key: str, accounts: int) -> int:
     """The account a session key pins to: sha256, so it is the same in every process and run."""
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big") % accounts
@@ -260,10 +269,9 @@ class Router:
 
     def route(self, headers: Mapping[str, str], body: Mapping[str, object]) -> Route:
         """Session header first, then body ``prompt_cache_key``, else round-robin (random if seeded)."""
-        lowered = {name.lower(): value for name, value in headers.items()}
-        for name in SESSION_HEADERS:
-            if lowered.get(name):
-                return Route(stable_account(lowered[name], self._accounts), lowered[name], name)
+        seen = session_header(headers)
+        if seen is not None:
+            return Route(stable_account(seen[1], self._accounts), seen[1], seen[0])
         key = body.get("prompt_cache_key")
         if isinstance(key, str) and key:
             return Route(stable_account(key, self._accounts), None, "prompt_cache_key")
