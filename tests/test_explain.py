@@ -619,3 +619,12 @@ def test_explainer_evicts_the_least_recent_session() -> None:
     assert explainer.observe("a", snap(anthropic_body(2), 1.0), usage(0)) is None  # evicted by "b" just now
     found = explainer.observe("b", snap(anthropic_body(3), 2.0), usage(0))
     assert found is not None and found.reason is Reason.ROUTING
+
+
+@pytest.mark.parametrize(
+    "model, overrides, expected",
+    [("claude-sonnet-4-6", {"claude*": 64}, 64), ("gpt-5", {"*": 100}, 100), ("claude-sonnet-4-6", {}, 1024),
+     ("claude-sonnet-4-6", {"gpt*": 64}, 1024), ("unknown-model", {}, None)],
+)
+def test_overrides_beat_the_built_in_minimums(model: str, overrides: dict[str, int], expected: int | None) -> None:
+    assert minimum_tokens(model, overrides) == expected

@@ -45,15 +45,16 @@ class DecodeError(ValueError):
 class _Budget:
     """The output one input chunk may still produce, shared by chained codecs."""
 
-    __slots__ = ("left",)
+    __slots__ = ("left", "limit")
 
     def __init__(self, limit: int) -> None:
+        self.limit = limit
         self.left = limit
 
     def spend(self, piece: bytes) -> bytes:
         self.left -= len(piece)
         if self.left < 0:
-            raise DecodeError("a chunk expands beyond the per-chunk limit (decompression bomb?)")
+            raise DecodeError(f"a chunk decodes to more than {self.limit} bytes (decompression bomb?)")
         return piece
 
 
@@ -197,7 +198,9 @@ def _sniff_gzip(head: bytes) -> _Zlib | None:
 
 def _sniff_deflate(head: bytes) -> _Zlib:
     """RFC 1950 header check (method 8, window <= 32 KiB, 16-bit checksum), else raw deflate."""
-    zlib_wrapped = len(head) >= 2 and head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and ((head[0] << 8) | head[1]) % 31 == 0
+    if len(head) < 2:
+        return _Zlib("deflate", -15)
+    zlib_wrapped = head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and ((head[0] << 8) | head[1]) % 31 == 0
     return _Zlib("deflate", 15 if zlib_wrapped else -15)
 
 
@@ -233,6 +236,8 @@ class IncrementalDecoder:
 
     def decode(self, chunk: bytes) -> bytes:
         """The decoded bytes of ``chunk``; often empty, as codecs buffer."""
+        if not self._codecs:
+            return chunk
         return self._run(chunk, finishing=False)
 
     def finish(self) -> bytes:
@@ -241,13 +246,11 @@ class IncrementalDecoder:
 
     def _run(self, data: bytes, finishing: bool) -> bytes:
         budget = _Budget(self._max_output)
-        codec: _Codec | None = None
-        try:
-            for codec in self._codecs:
+        for codec in self._codecs:
+            try:
                 data = codec.decode(data, budget) if data else b""
                 if finishing:
                     data += codec.finish()
-            return data
-        except _CODEC_ERRORS as exc:
-            name = codec.name if codec else "content"
-            raise DecodeError(f"{name}: corrupt data ({exc})"[:160]) from exc
+            except _CODEC_ERRORS as exc:
+                raise DecodeError(f"{codec.name}: corrupt data ({exc})"[:160]) from exc
+        return data

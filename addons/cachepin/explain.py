@@ -224,10 +224,17 @@ class _Turn:
 
 
 def minimum_tokens(model: str | None, overrides: Mapping[str, int] | None = None) -> int | None:
-    """The smallest cacheable prefix of ``model``; None when unknown (no judgement then)."""
-    table = {canonical_model(name): tokens for name, tokens in {**MINIMUM_TOKENS, **(overrides or {})}.items()}
-    key = match_model(model, table)
-    return None if key is None else table[key]
+    """The smallest cacheable prefix of ``model``; None when unknown (no judgement then).
+
+    Any matching override beats the built-in table, even a broad ``claude*``
+    against a built-in exact id: overrides describe the upstream actually used.
+    """
+    for source in (overrides or {}, MINIMUM_TOKENS):
+        table = {canonical_model(name): tokens for name, tokens in source.items()}
+        key = match_model(model, table)
+        if key is not None:
+            return table[key]
+    return None
 
 
 def _expected(turn: _Turn, entries: list[_Entry]) -> int:

@@ -1,0 +1,537 @@
+"""Usage normalisation: wire-formats.md section 3, provider by provider, JSON and SSE."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cachepin.dialects import Dialect
+from cachepin.extract import Extracted, UsageAccumulator, usage_from_body, usage_from_json
+from cachepin.usage import Usage
+
+
+def sse(*events: object, event_names: bool = False) -> bytes:
+    """An SSE body, one ``data:`` line per event (``event:`` lines from each ``type`` if asked)."""
+    lines = []
+    for event in events:
+        if event_names and isinstance(event, dict) and "type" in event:
+            lines.append(f"event: {event['type']}\n")
+        payload = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
+        lines.append(f"data: {payload}\n\n")
+    return "".join(lines).encode()
+
+
+def figures(usage: Usage | None) -> tuple:
+    assert usage is not None
+    return (
+        usage.provider,
+        usage.model,
+        usage.input_tokens,
+        usage.cache_read_input_tokens,
+        usage.cache_creation_input_tokens,
+        usage.output_tokens,
+        usage.cache_creation_5m,
+        usage.cache_creation_1h,
+    )
+
+
+ANTHROPIC_BODY = {
+    "type": "message",
+    "model": "claude-sonnet-4-6",
+    "usage": {
+        "input_tokens": 12,
+        "cache_creation_input_tokens": 640,
+        "cache_read_input_tokens": 9000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 640},
+        "output_tokens": 85,
+    },
+}
+
+# (dialect, whole JSON body, expected figures); numbers from wire-formats.md section 3
+JSON_CASES = [
+    pytest.param(
+        Dialect.ANTHROPIC, ANTHROPIC_BODY,
+        ("anthropic", "claude-sonnet-4-6", 12, 9000, 640, 85, 0, 640), id="anthropic",
+    ),
+    pytest.param(
+        Dialect.ANTHROPIC, {"model": "claude-3-haiku", "usage": {"input_tokens": 30, "output_tokens": 4}},
+        ("anthropic", "claude-3-haiku", 30, None, None, 4, None, None), id="anthropic-no-cache-fields",
+    ),
+    pytest.param(
+        Dialect.BEDROCK_INVOKE, ANTHROPIC_BODY,
+        ("bedrock", "claude-sonnet-4-6", 12, 9000, 640, 85, 0, 640), id="bedrock-invoke",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"model": "grok-4", "usage": {"prompt_tokens": 2100, "completion_tokens": 9,
+                                      "prompt_tokens_details": {"cached_tokens": 1920}}},
+        ("openai", "grok-4", 180, 1920, 0, 9, None, None), id="openai-chat-xai",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"model": "gpt-5.6", "usage": {"prompt_tokens": 5000, "completion_tokens": 10,
+                                       "prompt_tokens_details": {"cached_tokens": 3840, "cache_write_tokens": 1000}}},
+        ("openai", "gpt-5.6", 160, 3840, 1000, 10, None, None), id="openai-chat-with-writes",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT, {"model": "local", "usage": {"prompt_tokens": 50, "completion_tokens": 5}},
+        ("openai", "local", 50, None, None, 5, None, None), id="openai-chat-no-cache-fields",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"usage": {"prompt_tokens": 9100, "completion_tokens": 60, "cost": 0.0041,
+                   "prompt_tokens_details": {"cached_tokens": 7800, "cache_write_tokens": 1200}}},
+        ("openrouter", None, 100, 7800, 1200, 60, None, None), id="openrouter",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"provider": "Anthropic", "model": "anthropic/claude-sonnet-4.6",
+         "usage": {"prompt_tokens": 300, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}},
+        ("openrouter", "anthropic/claude-sonnet-4.6", 300, 0, 0, 3, None, None), id="openrouter-by-provider-field",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"model": "deepseek-chat", "usage": {"prompt_tokens": 2600, "completion_tokens": 30,
+                                             "prompt_cache_hit_tokens": 2560, "prompt_cache_miss_tokens": 40}},
+        ("deepseek", "deepseek-chat", 40, 2560, None, 30, None, None), id="deepseek",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"model": "kimi-k2", "choices": [{"finish_reason": "stop",
+                                          "usage": {"prompt_tokens": 3300, "completion_tokens": 20,
+                                                    "cached_tokens": 3072}}]},
+        ("moonshot", "kimi-k2", 228, 3072, None, 20, None, None), id="moonshot-in-choice",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"model": "kimi-k2", "usage": {"prompt_tokens": 3300, "completion_tokens": 20, "cached_tokens": 3072}},
+        ("moonshot", "kimi-k2", 228, 3072, None, 20, None, None), id="moonshot-top-level",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        {"object": "response", "model": "gpt-5", "usage": {
+            "input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912},
+            "output_tokens": 140, "output_tokens_details": {"reasoning_tokens": 64}}},
+        ("openai", "gpt-5", 288, 6912, None, 140, None, None), id="responses",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        {"model": "gpt-5.6", "usage": {"input_tokens": 7200, "output_tokens": 1,
+                                       "input_tokens_details": {"cached_tokens": 4000, "cache_write_tokens": 3000}}},
+        ("openai", "gpt-5.6", 200, 4000, 3000, 1, None, None), id="responses-with-writes",
+    ),
+    pytest.param(
+        Dialect.GEMINI,
+        {"modelVersion": "gemini-2.5-pro", "usageMetadata": {
+            "promptTokenCount": 5000, "cachedContentTokenCount": 3072, "candidatesTokenCount": 40,
+            "thoughtsTokenCount": 25, "totalTokenCount": 5065}},
+        ("gemini", "gemini-2.5-pro", 1928, 3072, None, 65, None, None), id="gemini",
+    ),
+    pytest.param(
+        Dialect.GEMINI,
+        {"usageMetadata": {"promptTokenCount": 900, "candidatesTokenCount": 7, "totalTokenCount": 907}},
+        ("gemini", None, 900, 0, None, 7, None, None), id="gemini-zero-counters-omitted",
+    ),
+    pytest.param(
+        Dialect.BEDROCK_CONVERSE,
+        {"output": {}, "stopReason": "end_turn", "usage": {
+            "inputTokens": 30, "outputTokens": 95, "totalTokens": 10125, "cacheReadInputTokens": 8800,
+            "cacheWriteInputTokens": 1200,
+            "cacheDetails": [{"ttl": "1h", "inputTokens": 1000}, {"ttl": "5m", "inputTokens": 200}]}},
+        ("bedrock", None, 30, 8800, 1200, 95, 200, 1000), id="bedrock-converse",
+    ),
+    pytest.param(
+        Dialect.BEDROCK_CONVERSE, {"usage": {"inputTokens": 30, "outputTokens": 95, "totalTokens": 125}},
+        ("bedrock", None, 30, None, None, 95, None, None), id="bedrock-converse-no-cache-fields",
+    ),
+]
+
+
+@pytest.mark.parametrize("dialect, body, expected", JSON_CASES)
+def test_json_bodies(dialect: Dialect, body: dict, expected: tuple) -> None:
+    result = usage_from_json(dialect, body)
+    assert figures(result.usage) == expected
+    assert result.error is None and result.warning is None
+    assert usage_from_body(dialect, "application/json", json.dumps(body).encode()) == result
+
+
+ANTHROPIC_SSE = sse(
+    {"type": "message_start", "message": {"model": "claude-opus-4-6", "usage": {
+        "input_tokens": 12, "cache_creation_input_tokens": 640, "cache_read_input_tokens": 9000, "output_tokens": 1}}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+    {"type": "content_block_stop", "index": 0},
+    {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 85}},
+    {"type": "message_stop"},
+    event_names=True,
+)
+CHAT_CHUNK = {
+    "object": "chat.completion.chunk", "model": "gpt-4o", "choices": [{"index": 0, "delta": {"content": "x"}}],
+}
+
+# (dialect, SSE body, expected figures)
+SSE_CASES = [
+    pytest.param(
+        Dialect.ANTHROPIC, ANTHROPIC_SSE,
+        ("anthropic", "claude-opus-4-6", 12, 9000, 640, 85, None, None), id="anthropic",
+    ),
+    pytest.param(
+        Dialect.BEDROCK_INVOKE,
+        sse({"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 30, "output_tokens": 1,
+                                                                          "cache_read_input_tokens": 8800}}},
+            {"type": "message_delta", "usage": {"output_tokens": 95}}),
+        ("bedrock", "m", 30, 8800, None, 95, None, None), id="bedrock-invoke-delta-omits-input",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        sse({**CHAT_CHUNK, "usage": None}, {**CHAT_CHUNK, "usage": None},
+            {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [], "usage": {
+                "prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}},
+            "[DONE]"),
+        ("openai", "gpt-4o", 204, 4096, 0, 52, None, None), id="openai-chat",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        b": OPENROUTER PROCESSING\n\n" + sse(
+            {**CHAT_CHUNK, "model": "openai/gpt-4o"},
+            {"model": "openai/gpt-4o", "choices": [], "usage": {
+                "prompt_tokens": 9100, "completion_tokens": 60, "cost": 0.0041,
+                "prompt_tokens_details": {"cached_tokens": 7800, "cache_write_tokens": 1200}}},
+            "[DONE]"),
+        ("openrouter", "openai/gpt-4o", 100, 7800, 1200, 60, None, None), id="openrouter",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        sse({**CHAT_CHUNK, "model": "deepseek-chat"},
+            {"model": "deepseek-chat", "choices": [{"delta": {}, "finish_reason": "stop"}], "usage": {
+                "prompt_tokens": 2600, "completion_tokens": 30, "prompt_cache_hit_tokens": 2560,
+                "prompt_cache_miss_tokens": 40}}),
+        ("deepseek", "deepseek-chat", 40, 2560, None, 30, None, None), id="deepseek",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        sse({**CHAT_CHUNK, "model": "kimi-k2"},
+            {"model": "kimi-k2", "choices": [{"finish_reason": "stop", "usage": {
+                "prompt_tokens": 3300, "completion_tokens": 20, "cached_tokens": 3072}}]}),
+        ("moonshot", "kimi-k2", 228, 3072, None, 20, None, None), id="moonshot",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        sse({"type": "response.created", "response": {"model": "gpt-5", "max_output_tokens": None, "usage": None}},
+            {"type": "response.output_text.delta", "delta": "Hello"},
+            {"type": "response.completed", "response": {"model": "gpt-5", "usage": {
+                "input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912}, "output_tokens": 140,
+                "output_tokens_details": {"reasoning_tokens": 64}}}},
+            event_names=True),
+        ("openai", "gpt-5", 288, 6912, None, 140, None, None), id="responses-completed",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        sse({"type": "response.incomplete", "response": {"model": "gpt-5", "usage": {
+            "input_tokens": 100, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 16}}}),
+        ("openai", "gpt-5", 100, 0, None, 16, None, None), id="responses-incomplete",
+    ),
+    pytest.param(
+        Dialect.GEMINI,
+        b"".join(
+            b'data: {"candidates":[{"content":{"parts":[{"text":"t%d"}]}}],"usageMetadata":{"promptTokenCount":5000,'
+            b'"cachedContentTokenCount":3072,"candidatesTokenCount":%d,"totalTokenCount":%d},'
+            b'"modelVersion":"gemini-2.5-flash"}\r\n\r\n' % (n, n, 5000 + n)
+            for n in (1, 20, 40)
+        ),
+        ("gemini", "gemini-2.5-flash", 1928, 3072, None, 40, None, None), id="gemini-keeps-the-last",
+    ),
+]
+
+
+@pytest.mark.parametrize("dialect, body, expected", SSE_CASES)
+def test_sse_bodies(dialect: Dialect, body: bytes, expected: tuple) -> None:
+    result = usage_from_body(dialect, "text/event-stream; charset=utf-8", body)
+    assert figures(result.usage) == expected
+    assert result.error is None and result.warning is None
+
+
+@pytest.mark.parametrize("dialect, body, expected", SSE_CASES)
+def test_feeding_the_events_one_by_one_gives_the_same(dialect: Dialect, body: bytes, expected: tuple) -> None:
+    accumulator = UsageAccumulator(dialect)
+    for line in body.splitlines():
+        if line.startswith(b"data: ") and line != b"data: [DONE]":
+            accumulator.feed(json.loads(line[6:]))
+    assert figures(accumulator.result.usage) == expected
+
+
+def anthropic_events(*deltas: dict) -> UsageAccumulator:
+    accumulator = UsageAccumulator(Dialect.ANTHROPIC)
+    accumulator.feed({"type": "message_start", "message": {"model": "c", "usage": {
+        "input_tokens": 12, "cache_creation_input_tokens": 640, "cache_read_input_tokens": 9000, "output_tokens": 1}}})
+    for usage in deltas:
+        accumulator.feed({"type": "message_delta", "delta": {}, "usage": usage})
+    return accumulator
+
+
+@pytest.mark.parametrize(
+    "deltas, expected",
+    [
+        ([{"output_tokens": 85}], (12, 9000, 640, 85)),
+        ([{"output_tokens": 40}, {"output_tokens": 85}], (12, 9000, 640, 85)),
+        ([{"output_tokens": 85, "input_tokens": 20, "cache_read_input_tokens": 9100}], (20, 9100, 640, 85)),
+        ([{"input_tokens": 20}, {"output_tokens": 85}], (20, 9000, 640, 85)),
+        ([{"output_tokens": 85, "input_tokens": None, "cache_creation_input_tokens": None}], (12, 9000, 640, 85)),
+        ([], (12, 9000, 640, 1)),
+    ],
+    ids=["one delta", "two deltas: last wins", "delta restates all", "fields from different deltas",
+         "null does not erase", "no delta (cut stream)"],
+)
+def test_anthropic_deltas_replace_never_add(deltas: list[dict], expected: tuple) -> None:
+    usage = anthropic_events(*deltas).result.usage
+    assert usage is not None
+    got = (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens, usage.output_tokens)
+    assert got == expected
+    assert usage.model == "c"
+
+
+def test_anthropic_delta_without_start() -> None:
+    accumulator = UsageAccumulator(Dialect.ANTHROPIC)
+    accumulator.feed({"type": "message_delta", "usage": {"output_tokens": 7}})
+    assert figures(accumulator.result.usage) == ("anthropic", None, None, None, None, 7, None, None)
+
+
+def test_nothing_reported_is_no_usage_at_all() -> None:
+    result = usage_from_body(Dialect.OPENAI_CHAT, "text/event-stream", sse(CHAT_CHUNK, CHAT_CHUNK, "[DONE]"))
+    assert result == Extracted()
+
+
+BAD_VALUES = [
+    pytest.param("12", id="str"),
+    pytest.param(12.5, id="fractional float"),
+    pytest.param(True, id="bool"),
+    pytest.param(-1, id="negative"),
+    pytest.param(-3.0, id="negative float"),
+    pytest.param(float("nan"), id="nan"),
+    pytest.param([12], id="list"),
+    pytest.param({"n": 12}, id="object"),
+]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+@pytest.mark.parametrize(
+    "dialect, body, key, read",
+    [
+        (Dialect.ANTHROPIC, lambda v: {"usage": {"input_tokens": 5, "cache_read_input_tokens": v, "output_tokens": 2}},
+         "cache_read_input_tokens", lambda u: u.cache_read_input_tokens),
+        (Dialect.OPENAI_CHAT, lambda v: {"usage": {"prompt_tokens": 50, "completion_tokens": v}},
+         "completion_tokens", lambda u: u.output_tokens),
+        (Dialect.OPENAI_CHAT, lambda v: {"usage": {"prompt_tokens": v, "completion_tokens": 1,
+                                                   "prompt_tokens_details": {"cached_tokens": 10}}},
+         "prompt_tokens", lambda u: u.input_tokens),
+        (Dialect.OPENAI_RESPONSES, lambda v: {"usage": {"input_tokens": 50, "output_tokens": 1,
+                                                        "input_tokens_details": {"cached_tokens": v}}},
+         "cached_tokens", lambda u: u.cache_read_input_tokens),
+        (Dialect.GEMINI, lambda v: {"usageMetadata": {"promptTokenCount": 50, "cachedContentTokenCount": v}},
+         "cachedContentTokenCount", lambda u: u.cache_read_input_tokens),
+        (Dialect.BEDROCK_CONVERSE, lambda v: {"usage": {"inputTokens": v, "outputTokens": 1}},
+         "inputTokens", lambda u: u.input_tokens),
+    ],
+    ids=["anthropic", "chat-output", "chat-prompt", "responses-cached", "gemini-cached", "converse-input"],
+)
+def test_wrong_types_are_dropped_with_a_warning(dialect, body, key, read, value) -> None:
+    result = usage_from_json(dialect, body(value))
+    assert result.usage is not None
+    assert read(result.usage) is None
+    assert result.warning is not None and key in result.warning
+    assert result.error is None
+
+
+@pytest.mark.parametrize(
+    "dialect, body, read, expected",
+    [
+        (Dialect.ANTHROPIC, {"usage": {"input_tokens": 12.0, "output_tokens": 3}}, lambda u: u.input_tokens, 12),
+        (Dialect.GEMINI, {"usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 2.0}},
+         lambda u: u.output_tokens, 2),
+    ],
+)
+def test_integral_floats_are_counts(dialect, body, read, expected) -> None:
+    result = usage_from_json(dialect, body)
+    assert result.usage is not None and read(result.usage) == expected and result.warning is None
+
+
+def test_a_bad_total_leaves_the_derived_input_unknown_but_keeps_the_rest() -> None:
+    result = usage_from_json(Dialect.GEMINI, {"usageMetadata": {
+        "promptTokenCount": "5000", "cachedContentTokenCount": 3072, "candidatesTokenCount": 40}})
+    assert figures(result.usage) == ("gemini", None, None, 3072, None, 40, None, None)
+    assert "promptTokenCount" in (result.warning or "")
+
+
+def test_cached_above_the_prompt_total_is_inconsistent() -> None:
+    result = usage_from_json(Dialect.OPENAI_CHAT, {"usage": {
+        "prompt_tokens": 100, "completion_tokens": 1, "prompt_tokens_details": {"cached_tokens": 200}}})
+    assert result.usage is not None
+    assert result.usage.input_tokens is None and result.usage.cache_read_input_tokens == 200
+    assert result.warning is not None and "exceed" in result.warning
+
+
+def test_a_dropped_write_count_is_unknown_not_zero() -> None:
+    result = usage_from_json(Dialect.OPENAI_CHAT, {"usage": {
+        "prompt_tokens": 100, "completion_tokens": 1,
+        "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": "lots"}}})
+    assert result.usage is not None and result.usage.cache_creation_input_tokens is None
+    assert result.usage.input_tokens == 80
+
+
+@pytest.mark.parametrize(
+    "dialect, body",
+    [
+        (Dialect.ANTHROPIC, {"usage": "12 tokens"}),
+        (Dialect.OPENAI_CHAT, {"usage": [1, 2]}),
+        (Dialect.GEMINI, {"usageMetadata": 5}),
+    ],
+)
+def test_a_usage_that_is_not_an_object_is_a_warning(dialect: Dialect, body: dict) -> None:
+    assert usage_from_json(dialect, body) == Extracted(warning="usage dropped: not an object")
+
+
+ERROR_CASES = [
+    pytest.param(
+        Dialect.ANTHROPIC, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        "overloaded_error: Overloaded", id="anthropic",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded", "param": None, "code": None}},
+        "rate_limit_exceeded: Rate limit reached", id="openai-chat",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT, {"id": "gen-1", "error": {"code": 502, "message": "Provider returned error"},
+                              "choices": [{"finish_reason": "error"}]},
+        "502: Provider returned error", id="openrouter-mid-stream",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        {"type": "error", "code": "server_error", "message": "The server had an error", "param": None},
+        "server_error: The server had an error", id="responses-error-event",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES,
+        {"type": "response.failed", "response": {"status": "failed", "error": {
+            "code": "rate_limit_exceeded", "message": "Slow down"}, "usage": None}},
+        "rate_limit_exceeded: Slow down", id="responses-failed",
+    ),
+    pytest.param(
+        Dialect.GEMINI, {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}},
+        "RESOURCE_EXHAUSTED: Resource exhausted", id="gemini",
+    ),
+    pytest.param(Dialect.OPENAI_CHAT, {"error": "upstream timeout"}, "upstream timeout", id="string-error"),
+]
+
+
+@pytest.mark.parametrize("dialect, event, expected", ERROR_CASES)
+def test_error_events(dialect: Dialect, event: dict, expected: str) -> None:
+    assert usage_from_json(dialect, event) == Extracted(error=expected)
+
+
+def test_errors_are_short_and_carry_only_type_and_message() -> None:
+    event = {"type": "error", "error": {"type": "invalid_request_error", "message": "x" * 5000,
+                                        "prompt": "SECRET PROMPT"}}
+    error = usage_from_json(Dialect.ANTHROPIC, event).error
+    assert error is not None and len(error) <= 200
+    assert error.startswith("invalid_request_error: xxx") and "SECRET" not in error
+
+
+def test_an_error_mid_stream_keeps_the_usage_read_so_far() -> None:
+    body = sse(
+        {"type": "message_start", "message": {"model": "c", "usage": {"input_tokens": 3, "output_tokens": 1,
+                                                                      "cache_read_input_tokens": 500}}},
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+        event_names=True,
+    )
+    result = usage_from_body(Dialect.ANTHROPIC, "text/event-stream", body)
+    assert result.error == "overloaded_error: Overloaded"
+    assert figures(result.usage) == ("anthropic", "c", 3, 500, None, 1, None, None)
+
+
+def test_a_failed_response_reports_both_error_and_usage() -> None:
+    body = sse({"type": "response.failed", "response": {"model": "gpt-5", "error": {"code": "server_error",
+                                                                                    "message": "boom"},
+                                                        "usage": {"input_tokens": 10, "output_tokens": 0}}})
+    result = usage_from_body(Dialect.OPENAI_RESPONSES, "text/event-stream", body)
+    assert result.error == "server_error: boom"
+    assert figures(result.usage) == ("openai", "gpt-5", 10, None, None, 0, None, None)
+
+
+def test_the_first_error_is_kept() -> None:
+    accumulator = UsageAccumulator(Dialect.OPENAI_RESPONSES)
+    accumulator.feed({"type": "error", "code": "first", "message": "a"})
+    accumulator.feed({"type": "response.failed", "response": {"error": {"code": "second", "message": "b"}}})
+    assert accumulator.result.error == "first: a"
+
+
+def test_created_events_with_null_error_and_usage_are_not_errors() -> None:
+    event = {"type": "response.created", "response": {"error": None, "usage": None, "max_output_tokens": None}}
+    assert usage_from_json(Dialect.OPENAI_RESPONSES, event) == Extracted()
+
+
+def test_a_json_array_body_is_a_list_of_events() -> None:
+    """Gemini's streamGenerateContent without alt=sse answers one JSON array."""
+    body = [
+        {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 1}},
+        {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 9}, "modelVersion": "g"},
+    ]
+    assert figures(usage_from_json(Dialect.GEMINI, body).usage) == ("gemini", "g", 10, 0, None, 9, None, None)
+
+
+@pytest.mark.parametrize(
+    "content_type, body, expected",
+    [
+        ("application/json", b"", Extracted()),
+        ("application/json", b"  \n", Extracted()),
+        ("text/html", b"<html>Bad gateway</html>", Extracted(warning="response body is not JSON (text/html)")),
+        ("", b"\xff\xfe\x00garbage", Extracted(warning="response body is not JSON (no content type)")),
+        ("application/json", b"[" * 100_000, Extracted(warning="response body is not JSON (application/json)")),
+        ("application/json", b'{"usage": null}', Extracted()),
+        ("TEXT/EVENT-STREAM", b"data: [DONE]\n\n", Extracted()),
+    ],
+)
+def test_usage_from_body_edge_cases(content_type: str, body: bytes, expected: Extracted) -> None:
+    assert usage_from_body(Dialect.OPENAI_CHAT, content_type, body) == expected
+
+
+def test_warnings_are_deduplicated_and_bounded() -> None:
+    accumulator = UsageAccumulator(Dialect.ANTHROPIC)
+    for i in range(100):
+        accumulator.warn(f"problem {i % 20}")
+    warning = accumulator.result.warning
+    assert warning is not None
+    assert warning.split("; ") == [f"problem {i}" for i in range(8)]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(10**20), max_value=10**20) | st.floats() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["usage", "usageMetadata", "type", "message", "error", "response", "choices", "model",
+                         "input_tokens", "prompt_tokens", "cached_tokens", "prompt_tokens_details",
+                         "promptTokenCount", "cacheDetails", "cache_creation", "message_start", "message_delta",
+                         "response.failed", "inputTokens", "ttl"]),
+        inner,
+        max_size=6,
+    ),
+    max_leaves=30,
+)
+
+
+@pytest.mark.parametrize("dialect", list(Dialect))
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(JSON_VALUES, max_size=4))
+def test_arbitrary_json_never_raises(dialect: Dialect, events: list[object]) -> None:
+    accumulator = UsageAccumulator(dialect)
+    for event in events:
+        accumulator.feed(event)
+    result = accumulator.result
+    assert isinstance(result, Extracted)
+    if result.usage is not None:
+        for value in (result.usage.input_tokens, result.usage.output_tokens, result.usage.cache_read_input_tokens,
+                      result.usage.cache_creation_input_tokens):
+            assert value is None or (type(value) is int and value >= 0)
