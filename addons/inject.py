@@ -113,10 +113,9 @@ class Inject:
         if not flow.live or flow.request.stream or not self.in_scope(flow):
             return
         dialect = dialect_for(flow.request.method, flow.request.path)
-        raw = flow.request.get_content(strict=False)
         body = None
         if "cachepin" not in flow.metadata:
-            body = parse_json_object(raw)
+            body = parse_json_object(flow.request.get_content(strict=False))
             resolution = resolve(flow.request.headers, body, dialect)
             _warn_rejected(resolution)
             if resolution.session_id is None:
@@ -124,7 +123,7 @@ class Inject:
                 return
             self._pin(flow, resolution)
         if ctx.options.affinity_prompt_cache_key and dialect in (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES):
-            self._add_prompt_cache_key(flow, raw, body)
+            self._add_prompt_cache_key(flow, body)
 
     def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         session_id = resolution.session_id
@@ -149,8 +148,9 @@ class Inject:
             self.seen.popitem(last=False)
         logger.info("cachepin inject new session=%s source=%s headers=%s", session_id, resolution.source, headers)
 
-    def _add_prompt_cache_key(self, flow: http.HTTPFlow, raw: bytes | None, body: dict | None) -> None:
+    def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> None:
         session_id = flow.metadata["cachepin"]["session_id"]
+        raw = flow.request.get_content(strict=False)
         if body is None:
             body = parse_json_object(raw)
         if body is None or "prompt_cache_key" in body or raw is None:
