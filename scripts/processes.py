@@ -43,7 +43,12 @@ class Process:
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._event.wait(timeout) or self._match is None:
+        try:
+            started = self._event.wait(timeout) and self._match is not None
+        except BaseException:  # Ctrl-C or SIGTERM while waiting: nobody else holds this process yet
+            self.stop()
+            raise
+        if not started:
             self.stop()
             raise RuntimeError(f"{Path(self.argv[0]).name} did not start:\n{self.output}")
 
