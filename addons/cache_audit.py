@@ -46,6 +46,7 @@ class CacheAudit:
         self.ledger = Ledger(pricer=self._price)
         self.explainer = Explainer()
         self.taps: dict[str, StreamTap] = {}
+        self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
     def load(self, loader) -> None:
         loader.add_option("cache_expect", str, "off",
@@ -70,9 +71,13 @@ class CacheAudit:
         if stashed is not None:  # a hot reload: keep what the old instance counted
             self.ledger, self.explainer = stashed
             self.ledger.pricer = self._price
+            self.explainer_handed_over = True
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
+        keep_explainer, self.explainer_handed_over = self.explainer_handed_over, False
+        if "cache_expect" in updated and ctx.options.cache_expect not in tuple(Expect):
+            raise exceptions.OptionsError(f"cache_expect must be 'off' or 'warm', not {ctx.options.cache_expect!r}")
         if "cache_min_hit" in updated and not 0 <= ctx.options.cache_min_hit <= 100:
             raise exceptions.OptionsError(f"cache_min_hit must be 0-100, not {ctx.options.cache_min_hit}")
         if "cache_max_sessions" in updated and ctx.options.cache_max_sessions < 0:
@@ -83,14 +88,19 @@ class CacheAudit:
             except ValueError as e:
                 raise exceptions.OptionsError(f"cache_prices: {e}") from None
         if updated & {"cache_ttl_scale", "cache_minimums"}:
-            self.explainer = Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale),
-                                       minimums=_minimums(ctx.options.cache_minimums))
+            ttl_scale, minimums = _ttl_scale(ctx.options.cache_ttl_scale), _minimums(ctx.options.cache_minimums)
+            if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
+                self.explainer = Explainer(ttl_scale=ttl_scale, minimums=minimums)
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
         for option in ("cache_events", "cache_report", "cache_junit"):
             if option in updated and getattr(ctx.options, option):
                 _check_writable(option, getattr(ctx.options, option))
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's."""
+        flow.metadata.pop("cachepin_turn", None)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side."""
@@ -138,7 +148,7 @@ class CacheAudit:
         turn, failures = self.ledger.record(
             session_id, source, flow_id=flow.id, started_at=started, status=status,
             stream=_is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
-            usage=extracted.usage, model=body.get("model") if body else None, ttft_ms=ttft_ms,
+            usage=extracted.usage, model=_request_model(body), ttft_ms=ttft_ms,
             duration_ms=(ended - started) * 1000 if ended else None, error=extracted.error,
         )
         if turn.ok and body is not None:
@@ -150,8 +160,11 @@ class CacheAudit:
         flow.metadata["cachepin_turn"] = {"session_id": session_id, "turn": turn.index,
                                           "verdict": turn.verdict.value}
         self._report_turn(flow, session_id, source, turn)
+        # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
+        # exit 1: replayed failures are warnings, and done() still exits 3.
+        level = logging.ERROR if flow.live else logging.WARNING
         for message in failures:
-            logger.error("cachepin audit FAILED: %s", message)
+            logger.log(level, "cachepin audit FAILED: %s", message)
 
     def _report_turn(self, flow: http.HTTPFlow, session_id: str, source: str, turn: Turn) -> None:
         line = turn_log_line(session_id, turn)
@@ -233,6 +246,12 @@ def _metadata_dialect(metadata: contentviews.Metadata) -> Dialect | None:
 
 def _dialect(flow: http.HTTPFlow) -> Dialect | None:
     return dialect_for(flow.request.method, flow.request.path)
+
+
+def _request_model(body: dict | None) -> str | None:
+    """The model the request names; a client may send anything there, and only a string is a name."""
+    model = body.get("model") if body else None
+    return model if isinstance(model, str) else None
 
 
 def _is_event_stream(content_type: str) -> bool:

@@ -130,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not api_key:
             parser.error(f"--api-key-env {args.api_key_env}: the environment variable {args.api_key_env} "
                          "is not set or empty")
+    if args.expect == "off" and args.min_hit == 0:
+        parser.error("--expect off with --min-hit 0 checks nothing; set --expect warm or a --min-hit above 0")
     report = _output_path(parser, "--report", args.report)
     junit = _output_path(parser, "--junit", args.junit) if args.junit else None
     model = args.model or DEFAULT_MODELS[args.provider]

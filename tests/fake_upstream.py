@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
+import ssl
 import threading
 import time
 import zlib
@@ -51,6 +53,7 @@ class Behaviour:
     gzip_sse: bool = False
     status: int = 200
     text: str = "Hello from the fake upstream."
+    cut_after: int | None = None  # SSE: drop the connection after this many events, without ending the body
 
 
 def anthropic_events(usage: dict, text: str, model: str) -> list[tuple[str, dict]]:
@@ -106,19 +109,23 @@ def response_object(usage: dict, text: str, model: str) -> dict:
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.behaviour = Behaviour()
         self.records: list[Recorded] = []
         self.last_event_sent_at: float | None = None
+        self.sent: list[bytes] = []  # every response body as written: content-encoded, without chunk framing
         handler = type("Handler", (_Handler,), {"upstream": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        if tls is not None:  # HTTPS upstream for interception tests; the handshake runs in accept()
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -205,6 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _json(self, status: int, obj: dict) -> None:
         data = json.dumps(obj).encode()
+        self.upstream.sent.append(data)
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
@@ -222,7 +230,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-encoding", "gzip")
             compressor = zlib.compressobj(wbits=31)
         self.end_headers()
+        sent = bytearray()
         for i, (name, data) in enumerate(events):
+            if i == behaviour.cut_after:
+                self.upstream.sent.append(bytes(sent))
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             if i and behaviour.event_delay:
                 time.sleep(behaviour.event_delay)
             payload = data if isinstance(data, str) else json.dumps(data)
@@ -231,9 +245,13 @@ class _Handler(BaseHTTPRequestHandler):
             if compressor is not None:
                 chunk = compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
             self._chunk(chunk)
+            sent += chunk
             self.upstream.last_event_sent_at = time.monotonic()
         if compressor is not None:
-            self._chunk(compressor.flush())
+            tail = compressor.flush()
+            self._chunk(tail)
+            sent += tail
+        self.upstream.sent.append(bytes(sent))  # before the last chunk: a client that has it all sees it here
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 

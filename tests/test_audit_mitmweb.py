@@ -1,0 +1,109 @@
+"""A real mitmweb with both addons: the miss shows in its own HTTP API as a comment, a mark and the usage view."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from fake_upstream import FakeUpstream
+from processes import Mitmdump, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SYSTEM = "You are a careful assistant that answers in one sentence."
+TEXT = "Hello from the fake upstream."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class WebApi:
+    def __init__(self, port: int, password: str) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.password = password
+
+    def get(self, path: str, password: str | None = None) -> bytes:
+        request = urllib.request.Request(f"{self.base}{path}", headers={
+            "Authorization": f"Bearer {self.password if password is None else password}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read()
+
+    def json(self, path: str) -> object:
+        return json.loads(self.get(path))
+
+
+@pytest.fixture
+def mitmweb(upstream: FakeUpstream, tmp_path: Path):
+    password = secrets.token_urlsafe(16)
+    port = free_port()
+    proc = Mitmdump(upstream.url, ("inject.py", "cache_audit.py"), tool="mitmweb", confdir=str(tmp_path / "confdir"),
+                    options={"web_open_browser": False, "web_port": port, "web_host": "127.0.0.1",
+                             "web_password": password, "store_streamed_bodies": True,
+                             "cache_report": str(tmp_path / "report.json")})
+    try:
+        api = WebApi(port, password)
+        assert wait_until(lambda: any("Web server listening" in line for line in proc.lines)), proc.output
+        yield proc, api
+    finally:
+        proc.stop()
+
+
+def test_miss_is_commented_marked_and_viewable_in_mitmweb(upstream: FakeUpstream, mitmweb) -> None:
+    proxy, api = mitmweb
+    usages = [{"input_tokens": 12, "cache_creation_input_tokens": 1538, "cache_read_input_tokens": 0,
+               "output_tokens": 85},
+              {"input_tokens": 12, "cache_creation_input_tokens": 1600, "cache_read_input_tokens": 0,
+               "output_tokens": 85}]
+    history: list[dict] = []
+    with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-web", max_retries=0) as client:
+        for index, usage in enumerate(usages):
+            upstream.behaviour.anthropic_usage = usage
+            history.append({"role": "user", "content": "Describe the web UI." if index == 0 else "More?"})
+            with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
+                                        messages=history) as events:
+                history.append({"role": "assistant", "content": events.get_final_text()})
+    session_id = upstream.records[0].header("x-session-id")
+    assert session_id and upstream.records[1].header("x-session-id") == session_id
+
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        api.get("/flows", password="wrong")
+    assert denied.value.code == 403
+
+    flows = [f for f in api.json("/flows") if f["request"]["path"] == "/v1/messages"]
+    assert len(flows) == 2
+    first, second = flows
+    short = session_id[:12] + "…"
+    inject_note, audit_note = first["comment"].split("\n")
+    assert inject_note == f"cachepin: session {session_id} (fingerprint)"
+    assert re.fullmatch(f"session={re.escape(short)} turn=1 model=claude-sonnet-4-6 verdict=cold read=0 "
+                        r"creation=1538 input=12 output=85 ttft_ms=\d+", audit_note)
+    assert first["marked"] == ""
+    inject_note, audit_note = second["comment"].split("\n")
+    assert inject_note == f"cachepin: session {session_id} (fingerprint)"
+    assert audit_note.startswith(f"session={short} turn=2 model=claude-sonnet-4-6 verdict=miss read=0 "
+                                 "creation=1600 input=12 output=85 ")
+    assert "reason=no_breakpoint (" in audit_note
+    assert second["marked"] == "\N{CROSS MARK}"  # the API sends the emoji of the ":x:" shortcode
+
+    view = api.json(f"/flows/{second['id']}/response/content/cachepin%20usage.json")
+    assert view["view_name"] == "cachepin usage"
+    lines = view["text"].splitlines()
+    assert lines[:7] == ["dialect: anthropic", "provider: anthropic", "model: claude-sonnet-4-6",
+                         "input_tokens: 12", "cache_creation_input_tokens: 1600", "cache_read_input_tokens: 0",
+                         "output_tokens: 85"]
+    assert lines[7:] == ["text: |", f"  {TEXT} "]
+    auto = api.json(f"/flows/{first['id']}/response/content/auto.json")
+    assert auto["view_name"] == "cachepin usage" and "cache_creation_input_tokens: 1538" in auto["text"]
+    assert proxy.stop() == 0
+    assert "Traceback" not in proxy.output and "sk-ant-web" not in proxy.output
