@@ -411,3 +411,20 @@ def test_notes_can_be_attached_later() -> None:
     turn = only(ledger)[0]
     turn.notes = {"cost_usd": 0.0123}
     assert only(ledger)[0].notes == {"cost_usd": 0.0123}
+
+
+def test_each_model_has_its_own_cold_first_turn() -> None:
+    """opencode's title call (small model) comes before the main turn: neither may count as a miss."""
+    ledger = Ledger(expect="warm", min_hit=50)
+    calls = [("claude-haiku-4-5", 0), ("claude-sonnet-4-6", 0), ("claude-sonnet-4-6", 900), ("claude-haiku-4-5", 0)]
+    failures = []
+    for i, (model, read) in enumerate(calls):
+        reported = Usage("anthropic", f"{model}-20260101", 10, 1000 - read, read, 5)
+        _, new = ledger.record("s", "header", flow_id=f"f{i}", started_at=float(i), status=200, stream=True,
+                               usage=reported, model=model, ttft_ms=None, duration_ms=None)
+        failures += new
+    assert [t.verdict for t in only(ledger)] == ["cold", "cold", "hit", "miss"]
+    assert [t.model for t in only(ledger)][0] == "claude-haiku-4-5-20260101"
+    assert len(failures) == 1 and "turn 4" in failures[0]
+    (min_hit_failure,) = ledger.finalize()
+    assert "after the first turn of each of 2 models (2 later turns)" in min_hit_failure

@@ -51,7 +51,8 @@ class Turn:
     stream: bool
     verdict: Verdict
     provider: str | None = None
-    model: str | None = None
+    model: str | None = None  # as the response names it (what served the turn)
+    requested_model: str | None = None  # as the request names it
     input_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
@@ -67,6 +68,11 @@ class Turn:
     def ok(self) -> bool:
         """Successful: only these count in totals and expectations."""
         return self.verdict is not Verdict.ERROR
+
+    @property
+    def cache_key(self) -> str | None:
+        """Which cache the turn used: one per model, named as the client names it."""
+        return self.requested_model or self.model
 
     def usage(self) -> Usage:
         """The turn's figures as a Usage again, for pricing: cost is derived, never stored per turn."""
@@ -167,9 +173,25 @@ class Session:
     def ok_turns(self) -> Iterator[Turn]:
         return (turn for turn in self.turns if turn.ok)
 
-    def first_ok(self) -> Turn | None:
-        """The turn that was allowed to be cold; error turns before it do not count."""
-        return next(self.ok_turns(), None)
+    def is_first_of(self, cache_key: str | None) -> bool:
+        """No successful turn of ``model`` yet: the next one may be cold.
+
+        Per model, because each model has its own cache: a client's side call on
+        another model (opencode's title call, Claude Code's Haiku requests) must
+        not make the main model's first turn look like a miss, nor the reverse.
+        Error turns do not count: a failed request cached nothing.
+        """
+        return not any(turn.ok and turn.cache_key == cache_key for turn in self.turns)
+
+    def later_ok_turns(self) -> tuple[list[Turn], list[Turn]]:
+        """The successful turns split into each model's first and the later ones."""
+        seen: set[str | None] = set()
+        firsts: list[Turn] = []
+        later: list[Turn] = []
+        for turn in self.ok_turns():
+            (later if turn.cache_key in seen else firsts).append(turn)
+            seen.add(turn.cache_key)
+        return firsts, later
 
     def counts(self, pricer: Pricer | None = None) -> Counts:
         return Counts.of(self.ok_turns(), pricer)
@@ -210,17 +232,18 @@ def _warm_failure(session_id: str, turn: Turn) -> Failure:
 def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
     """The session's failure against ``min_hit`` percent, over its successful turns after the first.
 
-    The first turn has to write the cache, so it is left out; a session with
-    no later turn is not judged. The comparison is in integers, so a ratio
-    exactly at the threshold passes.
+    The first turn (of each model) has to write the cache, so it is left out;
+    a session with no later turn is not judged. The comparison is in integers,
+    so a ratio exactly at the threshold passes.
     """
-    turns = list(session.ok_turns())
-    if min_hit <= 0 or len(turns) < 2:
+    firsts, later_turns = session.later_ok_turns()
+    if min_hit <= 0 or not later_turns:
         return None
-    counts = Counts.of(turns[1:])
+    counts = Counts.of(later_turns)
     read = counts.cache_read_input_tokens
-    later = len(turns) - 1
-    where = f"after turn {turns[0].index} ({later} later turn{'s' * (later != 1)})"
+    later = len(later_turns)
+    after = f"turn {firsts[0].index}" if len(firsts) == 1 else f"the first turn of each of {len(firsts)} models"
+    where = f"after {after} ({later} later turn{'s' * (later != 1)})"
     session_name = f"session {short_id(session.session_id)}"
     if read is None:
         message = f"{session_name}: min_hit {min_hit}% not met {where}: the provider reports no cache figures"
@@ -318,7 +341,9 @@ class Ledger:
                 new += self._evict_oldest()
         else:
             self._sessions.move_to_end(session_id)
-        first = session.first_ok() is None
+        served = (usage.model if usage is not None else None) or model
+        cache_key = model or served  # the client's own name stays the same on every turn; a response may date it
+        first = session.is_first_of(cache_key)
         turn = Turn(
             index=len(session.turns) + 1,
             flow_id=flow_id,
@@ -326,7 +351,8 @@ class Ledger:
             status=status,
             stream=stream,
             verdict=verdict_for(status=status, error=error, usage=usage, first=first),
-            model=self._shared((usage.model if usage is not None else None) or model),
+            model=self._shared(served),
+            requested_model=self._shared(model),
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
             error=error,
