@@ -102,7 +102,7 @@ def test_demo_stops_everything_when_terminated(tmp_path: Path) -> None:
     assert len(leftovers(proc.pid)) >= 3
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
     assert not leftovers(proc.pid)
     assert "Traceback" not in err
 
