@@ -194,3 +194,13 @@ def test_output_up_to_the_cap_is_fine(encoding: str) -> None:
     assert decode_all(encoding, [body], max_output=len(PLAIN)) == PLAIN
     with pytest.raises(DecodeError):
         decode_all(encoding, [body], max_output=len(PLAIN) - 1)
+
+
+def test_without_a_zstd_module_zstd_is_a_decode_error_not_an_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """mitmproxy 12 releases before the backports.zstd switch: the addons still load, zstd bodies warn."""
+    from cachepin import decoding
+
+    monkeypatch.setattr(decoding, "zstd", None)
+    with pytest.raises(DecodeError, match="no zstd decoder"):
+        IncrementalDecoder("zstd")
+    assert IncrementalDecoder("gzip").decode(gzip.compress(b"still fine")) == b"still fine"

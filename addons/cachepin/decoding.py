@@ -18,10 +18,13 @@ from collections.abc import Callable
 
 import brotli
 
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+try:
+    if sys.version_info >= (3, 14):
+        from compression import zstd
+    else:
+        from backports import zstd
+except ImportError:  # mitmproxy 12 releases before PR #8397 shipped `zstandard` instead of this API
+    zstd = None
 
 MAX_OUTPUT_PER_CHUNK = 32 * 1024 * 1024
 """Most bytes one input chunk may decode to.
@@ -35,7 +38,7 @@ bomb has. The cap also bounds the CPU time one chunk can cost the event loop.
 _PIECE = 1024 * 1024  # output limit of one codec step
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZSTD_WINDOW_LOG_MAX = 23  # RFC 9659: the zstd content coding uses windows of at most 8 MiB
-_CODEC_ERRORS = (zlib.error, brotli.error, zstd.ZstdError, EOFError)
+_CODEC_ERRORS = (zlib.error, brotli.error, EOFError) + ((zstd.ZstdError,) if zstd else ())
 
 
 class DecodeError(ValueError):
@@ -123,6 +126,8 @@ class _Zstd:
     name = "zstd"
 
     def __init__(self) -> None:
+        if zstd is None:
+            raise DecodeError("zstd: this mitmproxy has no zstd decoder (compression.zstd / backports.zstd)")
         self._d = self._new()
         self._mid_frame = False
 
