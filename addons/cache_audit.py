@@ -12,10 +12,13 @@ The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
 
@@ -27,7 +30,7 @@ from cachepin.ledger import Expect, Ledger, Turn, Verdict
 from cachepin.prices import DEFAULT_PRICES, PriceTable, cost, load_prices
 from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
 from cachepin.reports import write_atomic, write_json_atomic
-from cachepin.session import parse_json_object, resolve
+from cachepin.session import already_parsed, parse_json_object, resolve
 from cachepin.sse import StreamTap
 from cachepin.usage_view import render
 
@@ -36,6 +39,9 @@ logger = logging.getLogger(__name__)
 EXIT_EXPECTATIONS_FAILED = 3
 MISS_MARK = ":x:"
 UNIDENTIFIED = "unidentified"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
+READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
 
 
 class CacheAudit:
@@ -46,6 +52,7 @@ class CacheAudit:
         self.ledger = Ledger(pricer=self._price)
         self.explainer = Explainer()
         self.taps: dict[str, StreamTap] = {}
+        self.requests: dict[str, _Pending | _Request] = {}  # by flow id, from the request hook to the response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
     def load(self, loader) -> None:
@@ -102,6 +109,41 @@ class CacheAudit:
         """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's."""
         flow.metadata.pop("cachepin_turn", None)
 
+    def request(self, flow: http.HTTPFlow) -> None:
+        """Read the request once it has gone upstream, while the provider works on it.
+
+        Hooks run on mitmproxy's one event loop, and parsing and snapshotting a
+        500 KB agent request takes milliseconds: done here it would hold back
+        the request (and every other flow), done in ``response`` the end of this
+        one. mitmproxy sends the request after this hook, a large body over
+        several turns of the loop, so the reading waits ``READ_DELAY``: long
+        enough for the body to leave, far shorter than any provider's time to
+        first token. ``response`` reads it itself if the answer came first. The
+        inject addon's parse of the body is reused.
+        """
+        dialect = _dialect(flow)
+        if dialect is None:
+            return
+        # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
+        unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
+        self.requests[flow.id] = _Pending(flow, dialect, already_parsed(unencoded))
+        if len(self.requests) > MAX_PENDING:
+            self.requests.pop(next(iter(self.requests)))
+        try:
+            asyncio.get_running_loop().call_later(READ_DELAY, self._read_request, flow.id)
+        except RuntimeError:  # no event loop (hooks called directly): response reads it
+            pass
+
+    def _read_request(self, flow_id: str) -> None:
+        pending = self.requests.get(flow_id)
+        if isinstance(pending, _Pending):
+            self.requests[flow_id] = pending.read()
+
+    def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> _Request:
+        """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
+        read = self.requests.pop(flow.id, None) or _Pending(flow, dialect, None)
+        return read if isinstance(read, _Request) else read.read()
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side."""
         if not flow.live or flow.response is None or _dialect(flow) is None:
@@ -139,8 +181,8 @@ class CacheAudit:
             return  # response and error both fired for this flow: one turn only
         if extracted.warning:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
-        body = parse_json_object(flow.request.get_content(strict=False))
-        session_id, source = _session(flow, body, dialect)
+        request = self._request(flow, dialect)
+        session_id, source = request.session_id, request.source
         status = flow.response.status_code if flow.response is not None else 0
         started = flow.request.timestamp_start
         ttft_ms = (tap.first_byte_at - started) * 1000 if tap is not None and tap.first_byte_at else None
@@ -148,12 +190,11 @@ class CacheAudit:
         turn, failures = self.ledger.record(
             session_id, source, flow_id=flow.id, started_at=started, status=status,
             stream=_is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
-            usage=extracted.usage, model=_request_model(body), ttft_ms=ttft_ms,
+            usage=extracted.usage, model=request.model, ttft_ms=ttft_ms,
             duration_ms=(ended - started) * 1000 if ended else None, error=extracted.error,
         )
-        if turn.ok and body is not None:
-            explanation = self.explainer.observe(session_id, Snapshot.from_request(dialect, body, started),
-                                                 extracted.usage)
+        if turn.ok and request.snapshot is not None:
+            explanation = self.explainer.observe(session_id, request.snapshot, extracted.usage)
             if explanation is not None:
                 turn.notes = {"miss": {"reason": explanation.reason.value, "detail": explanation.detail,
                                        "evidence": explanation.evidence}}
@@ -221,6 +262,31 @@ class CacheAudit:
             raise SystemExit(EXIT_EXPECTATIONS_FAILED)
 
 
+class _Request(NamedTuple):  # not a dataclass: mitmproxy loads this file outside sys.modules, which those need
+    """What the audit needs of a request: small, so that it can wait for the response (the body cannot)."""
+
+    session_id: str
+    source: str
+    model: str | None
+    snapshot: Snapshot | None  # None when the body is no JSON object
+
+
+class _Pending(NamedTuple):
+    """A request not read yet, with the inject addon's parse of its body when it made one."""
+
+    flow: http.HTTPFlow
+    dialect: Dialect
+    body: dict | None
+
+    def read(self) -> _Request:
+        body = self.body if self.body is not None else parse_json_object(self.flow.request.get_content(strict=False))
+        session_id, source = _session(self.flow, body, self.dialect)
+        snapshot = None
+        if body is not None:
+            snapshot = Snapshot.from_request(self.dialect, body, self.flow.request.timestamp_start)
+        return _Request(session_id, source, _request_model(body), snapshot)
+
+
 class UsageContentview(contentviews.Contentview):
     """mitmweb/mitmproxy view of an LLM response's cache figures (and a stream's text)."""
 
@@ -268,8 +334,11 @@ def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[
 
 
 def _explanation(turn: Turn) -> str | None:
+    """The miss reason for the log line and comment, on one line whatever model name an upstream sent."""
     miss = (turn.notes or {}).get("miss")
-    return f"{miss['reason']} ({miss['detail']})" if isinstance(miss, dict) else None
+    if not isinstance(miss, dict):
+        return None
+    return _CONTROL.sub(" ", f"{miss['reason']} ({miss['detail']})")
 
 
 def _ttl_scale(text: str) -> float:

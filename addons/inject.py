@@ -150,7 +150,10 @@ class Inject:
 
     def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> None:
         session_id = flow.metadata["cachepin"]["session_id"]
-        raw = flow.request.get_content(strict=False)
+        try:  # strict: setting .content re-encodes, so a lying or unknown coding would change more than the key
+            raw = flow.request.get_content(strict=True)
+        except ValueError:
+            return
         if body is None:
             body = parse_json_object(raw)
         if body is None or "prompt_cache_key" in body or raw is None:
@@ -177,10 +180,10 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
 
 
 def _warn_rejected(resolution: Resolution) -> None:
-    for source in resolution.rejected:
+    if resolution.rejected:  # one line per flow, however many sources were refused
         logger.warning(
             "cachepin inject: ignored the session id in %s: not 1-256 printable ASCII characters without spaces",
-            source,
+            ", ".join(resolution.rejected),
         )
 
 

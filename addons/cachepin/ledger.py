@@ -7,14 +7,17 @@ read). The ledger keeps the turns, judges the expectations CI sets (``warm``
 at once per turn, ``min_hit`` over whole sessions) and keeps running totals,
 so that it can evict old sessions and still report the whole run.
 
-Memory matters because a proxy runs for days: turns and sessions are slotted,
-session sums are computed on demand instead of stored, and ``max_sessions``
-bounds what is held.
+Memory matters because a proxy runs for days: turns are packed (about 270
+bytes each) and sessions slotted, session sums are computed on demand instead
+of stored, and ``max_sessions`` bounds what is held.
 """
 
 from __future__ import annotations
 
 import enum
+import re
+import struct
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,29 +43,135 @@ class Expect(enum.StrEnum):
     WARM = "warm"  # every successful turn after a session's first must hit
 
 
-@dataclass(slots=True, kw_only=True)
-class Turn:
-    """One response. Mutable only so later analysis can attach ``notes``."""
+_FIGURES = struct.Struct("<6q3d")  # the six counts (-1: none), started_at, ttft_ms, duration_ms (NaN: none)
+_COUNT = struct.Struct("<q")
+_COUNTS = struct.Struct("<6q")
+_TIME = struct.Struct("<d")
+_NO_COUNT = -1
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_MAX_COUNT = 2**63 - 1
 
-    index: int  # 1-based within the session, error turns included
-    flow_id: str
-    started_at: float  # unix seconds
-    status: int
-    stream: bool
-    verdict: Verdict
-    provider: str | None = None
-    model: str | None = None  # as the response names it (what served the turn)
-    requested_model: str | None = None  # as the request names it
-    input_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_5m: int | None = None
-    cache_creation_1h: int | None = None
-    ttft_ms: float | None = None
-    duration_ms: float | None = None
-    error: str | None = None
-    notes: dict[str, object] | None = None  # e.g. miss reason, cost: rendered into reports when set
+
+class _Figure:
+    """One of a turn's packed numbers, read as an attribute."""
+
+    def __init__(self, index: int) -> None:
+        self._index = index
+        self._is_time = index >= 6
+
+    def __get__(self, turn: Turn | None, owner: type | None = None) -> int | float | None:
+        if turn is None:
+            return self  # type: ignore[return-value]  # the class attribute itself
+        figures = turn._figures
+        if type(figures) is tuple:
+            return figures[self._index]
+        if self._is_time:
+            value = _TIME.unpack_from(figures, 8 * self._index)[0]
+            return None if value != value else value  # NaN: none
+        value = _COUNT.unpack_from(figures, 8 * self._index)[0]
+        return None if value == _NO_COUNT else value
+
+
+def _pack(counts: tuple[int | None, ...], times: tuple[float | None, ...]) -> bytes | tuple:
+    """Nine numbers in one 105-byte object instead of nine (~190 bytes with their slots).
+
+    Only values that come back exactly are packed (ints and floats of the right
+    type and range); anything else, like a count beyond 64 bits from an odd
+    upstream, is kept as it came, in a tuple.
+    """
+    if all(c is None or (type(c) is int and 0 <= c <= _MAX_COUNT) for c in counts) and all(
+        t is None or (type(t) is float and t == t) for t in times
+    ):
+        return _FIGURES.pack(*(_NO_COUNT if c is None else c for c in counts),
+                             *(float("nan") if t is None else t for t in times))
+    return (*counts, *times)
+
+
+def _pack_flow_id(flow_id: str) -> bytes | str:
+    """mitmproxy's flow ids are UUIDs: their 16 bytes (49 in memory) instead of 36 characters (77).
+
+    Only the canonical form is packed, the one ``str(uuid.UUID(...))`` gives back.
+    """
+    if isinstance(flow_id, str) and _CANONICAL_UUID.fullmatch(flow_id):
+        return bytes.fromhex(flow_id.replace("-", ""))
+    return flow_id
+
+
+class Turn:
+    """One response. Mutable only so later analysis can attach ``notes``.
+
+    A ledger holds max_sessions sessions of these for days, so a turn packs its
+    numbers (``_pack``) and its flow id (``_pack_flow_id``): about 270 bytes
+    instead of 420. They read as attributes all the same.
+    """
+
+    __slots__ = ("index", "_flow_id", "status", "stream", "verdict", "provider", "model", "requested_model",
+                 "error", "notes", "_figures")
+
+    input_tokens = _Figure(0)
+    cache_creation_input_tokens = _Figure(1)
+    cache_read_input_tokens = _Figure(2)
+    output_tokens = _Figure(3)
+    cache_creation_5m = _Figure(4)
+    cache_creation_1h = _Figure(5)
+    started_at = _Figure(6)  # unix seconds
+    ttft_ms = _Figure(7)
+    duration_ms = _Figure(8)
+
+    def __init__(
+        self,
+        *,
+        index: int,  # 1-based within the session, error turns included
+        flow_id: str,
+        started_at: float,
+        status: int,
+        stream: bool,
+        verdict: Verdict,
+        provider: str | None = None,
+        model: str | None = None,  # as the response names it (what served the turn)
+        requested_model: str | None = None,  # as the request names it
+        input_tokens: int | None = None,
+        cache_creation_input_tokens: int | None = None,
+        cache_read_input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cache_creation_5m: int | None = None,
+        cache_creation_1h: int | None = None,
+        ttft_ms: float | None = None,
+        duration_ms: float | None = None,
+        error: str | None = None,
+        notes: dict[str, object] | None = None,  # e.g. miss reason, cost: rendered into reports when set
+    ) -> None:
+        self.index = index
+        self._flow_id = _pack_flow_id(flow_id)
+        self.status = status
+        self.stream = stream
+        self.verdict = verdict
+        self.provider = provider
+        self.model = model
+        self.requested_model = requested_model
+        self.error = error
+        self.notes = notes
+        self._figures = _pack(
+            (input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens, cache_creation_5m,
+             cache_creation_1h),
+            (started_at, ttft_ms, duration_ms),
+        )
+
+    @property
+    def flow_id(self) -> str:
+        flow_id = self._flow_id
+        return str(uuid.UUID(bytes=flow_id)) if isinstance(flow_id, bytes) else flow_id
+
+    def _fields(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in _TURN_FIELDS}
+
+    def __repr__(self) -> str:
+        return "Turn(" + ", ".join(f"{name}={value!r}" for name, value in self._fields().items()) + ")"
+
+    def __eq__(self, other: object) -> bool:
+        return self._fields() == other._fields() if isinstance(other, Turn) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (notes), like the dataclass it replaces
 
     @property
     def ok(self) -> bool:
@@ -76,10 +185,19 @@ class Turn:
 
     def usage(self) -> Usage:
         """The turn's figures as a Usage again, for pricing: cost is derived, never stored per turn."""
-        return Usage(self.provider or "", self.model, self.input_tokens, self.cache_creation_input_tokens,
-                     self.cache_read_input_tokens, self.output_tokens, self.cache_creation_5m,
-                     self.cache_creation_1h)
+        return Usage(self.provider or "", self.model, *self.counts())
 
+    def counts(self) -> tuple[int | None, ...]:
+        """The four counts of ``COUNT_FIELDS``, then the 5 min and 1 h creation split: one unpack, not six."""
+        figures = self._figures
+        if type(figures) is tuple:
+            return figures[:6]
+        return tuple(None if value == _NO_COUNT else value for value in _COUNTS.unpack_from(figures))
+
+
+_TURN_FIELDS = ("index", "flow_id", "started_at", "status", "stream", "verdict", "provider", "model",
+                "requested_model", *COUNT_FIELDS, "cache_creation_5m", "cache_creation_1h", "ttft_ms",
+                "duration_ms", "error", "notes")
 
 Pricer = Callable[[Turn], Cost | None]
 
@@ -105,19 +223,18 @@ class Counts:
     priced: int = 0  # turns with a known price (unknown models are never guessed)
 
     def add(self, turn: Turn, cost: Cost | None = None) -> None:
-        self.input_tokens = _plus(self.input_tokens, turn.input_tokens)
-        self.cache_creation_input_tokens = _plus(self.cache_creation_input_tokens, turn.cache_creation_input_tokens)
-        self.cache_read_input_tokens = _plus(self.cache_read_input_tokens, turn.cache_read_input_tokens)
-        self.output_tokens = _plus(self.output_tokens, turn.output_tokens)
+        input_tokens, creation, read, output = turn.counts()[:4]
+        self.input_tokens = _plus(self.input_tokens, input_tokens)
+        self.cache_creation_input_tokens = _plus(self.cache_creation_input_tokens, creation)
+        self.cache_read_input_tokens = _plus(self.cache_read_input_tokens, read)
+        self.output_tokens = _plus(self.output_tokens, output)
         self.requests += 1
         self.hits += turn.verdict is Verdict.HIT
         self.misses += turn.verdict is Verdict.MISS
-        if turn.cache_read_input_tokens is not None:
+        if read is not None:
             # Only turns with cache figures weigh in: a turn that cannot say
             # what it read must not dilute the ratio of those that can.
-            self.ratio_base += (
-                (turn.input_tokens or 0) + (turn.cache_creation_input_tokens or 0) + turn.cache_read_input_tokens
-            )
+            self.ratio_base += (input_tokens or 0) + (creation or 0) + read
         if cost is not None:
             self.billed += cost.billed
             self.uncached += cost.uncached
@@ -195,6 +312,16 @@ class Session:
 
     def counts(self, pricer: Pricer | None = None) -> Counts:
         return Counts.of(self.ok_turns(), pricer)
+
+
+def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, object]:
+    """A Turn's provider and counts from ``usage`` (none when the response reported no usage)."""
+    if usage is None:
+        return {}
+    return {"provider": shared(usage.provider), "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens, "output_tokens": usage.output_tokens,
+            "cache_creation_5m": usage.cache_creation_5m, "cache_creation_1h": usage.cache_creation_1h}
 
 
 def short_id(session_id: str) -> str:
@@ -356,15 +483,8 @@ class Ledger:
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
             error=error,
+            **_usage_fields(usage, self._shared),
         )
-        if usage is not None:
-            turn.provider = self._shared(usage.provider)
-            turn.input_tokens = usage.input_tokens
-            turn.cache_creation_input_tokens = usage.cache_creation_input_tokens
-            turn.cache_read_input_tokens = usage.cache_read_input_tokens
-            turn.output_tokens = usage.output_tokens
-            turn.cache_creation_5m = usage.cache_creation_5m
-            turn.cache_creation_1h = usage.cache_creation_1h
         session.turns.append(turn)
         if turn.ok:
             self._totals.add(turn, self.pricer(turn) if self.pricer else None)

@@ -8,14 +8,21 @@ here, once.
 
 A block's ``digest`` covers its content and role but not its ``cache_control``
 marker: moving a breakpoint does not change what is cached.
+
+Every turn of a conversation resends the blocks of all turns before it, and
+canonical JSON of a 500 KB request costs milliseconds of the proxy's event
+loop, so digests and token estimates are remembered by content (see
+``_measured``): a turn only pays in full for its new blocks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Final
 
 from cachepin.dialects import Dialect
 from cachepin.tokens import estimate_tokens
@@ -30,24 +37,68 @@ class Block:
     ttl: str | None  # "5m" or "1h" when it is a breakpoint
 
 
+_ENCODE: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+MEMO_SIZE = 32_768  # blocks remembered, about 200 bytes each: a few long conversations' worth
+_memo: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # content key -> digest, tokens; oldest first
+
+
 def _canonical(value: object) -> str:
+    """The block's text: a string as is, a text-only block as its text, anything else as sorted JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) <= {"type", "text"} and isinstance(value.get("text"), str):
+        return value["text"]
+    return _ENCODE(value)
+
+
+def _frozen(value: object) -> object:
+    """A hashable stand-in for a JSON value, equal only for equal JSON (``1``, ``1.0`` and ``true`` differ)."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k != "cache_control"}
-        if set(value) <= {"type", "text"} and isinstance(value.get("text"), str):
-            return value["text"]
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return ("{", *sorted((key, _frozen(item)) for key, item in value.items()))
+    if isinstance(value, list):
+        return ("[", *map(_frozen, value))
+    return type(value), value
+
+
+def _measured(role: str, value: object) -> tuple[bytes, int]:
+    """Digest and token estimate of a block's content (``value`` without its top-level cache_control).
+
+    Remembered under Python's hash of the content, which costs a tenth of the
+    canonical JSON and the sha256. Two different blocks with the same 64-bit
+    hash (odds about 2**-64 a pair) would share a digest and hide a change
+    from the explainer: acceptable for a diagnosis, and never a wrong count.
+    """
+    try:
+        key = hash((role, _frozen(value)))
+    except RecursionError:  # nested deeper than Python recurses: measure it without remembering
+        key = None
+    known = _memo.get(key) if key is not None else None
+    if known is not None:
+        _memo.move_to_end(key)
+        return known
+    text = _canonical(value)
+    digest = hashlib.sha256(role.encode("utf-8", "surrogatepass") + b"\x00")
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    known = digest.digest()[:16], estimate_tokens(text)
+    if key is not None:
+        _memo[key] = known
+        if len(_memo) > MEMO_SIZE:
+            _memo.popitem(last=False)
+    return known
 
 
 def _block(path: str, role: str, value: object) -> Block:
-    text = _canonical(value)
-    digest = hashlib.sha256(f"{role}\x00{text}".encode("utf-8", "surrogatepass")).digest()[:16]
-    marker = value.get("cache_control") if isinstance(value, dict) else None
+    marker = None
+    if isinstance(value, dict):
+        marker = value.get("cache_control")
+        value = {k: v for k, v in value.items() if k != "cache_control"}
+    digest, tokens = _measured(role, value)
     ttl = None
     if isinstance(marker, dict):
         ttl = "1h" if marker.get("ttl") == "1h" else "5m"
-    return Block(path, digest, estimate_tokens(text), marker is not None, ttl)
+    return Block(path, digest, tokens, marker is not None, ttl)
 
 
 def _content_blocks(path: str, role: str, content: object) -> Iterator[Block]:

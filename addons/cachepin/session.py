@@ -191,12 +191,30 @@ _STABLE_START = {
 }
 
 
+_latest: tuple[bytes, dict | None] | None = None  # the last body parsed, and what it parsed to
+
+
 def parse_json_object(data: bytes | None) -> dict | None:
-    """The body as a JSON object, or None: a body we cannot read identifies nothing."""
+    """The body as a JSON object, or None: a body we cannot read identifies nothing.
+
+    Both addons read each request body, and parsing a 500 KB agent request
+    takes over a millisecond of mitmproxy's one event loop. So the latest
+    result is kept and returned again for the very same bytes object (mitmproxy
+    hands out one object per unchanged body). The dict is shared: do not modify it.
+    """
+    global _latest
     if not data:
         return None
+    if _latest is not None and _latest[0] is data:
+        return _latest[1]
     try:
         parsed = json.loads(data)
     except (ValueError, RecursionError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
+        parsed = None
+    _latest = (data, parsed if isinstance(parsed, dict) else None)
+    return _latest[1]
+
+
+def already_parsed(data: bytes | None) -> dict | None:
+    """What ``parse_json_object`` last returned for this very ``data``, without parsing; else None."""
+    return _latest[1] if _latest is not None and data and _latest[0] is data else None

@@ -1,0 +1,24 @@
+"""mitmdump addon, for scripts/bench.py only: plain mitmdump with streaming enabled for SSE.
+
+mitmdump buffers every response by default, so an SSE stream reaches the
+client only when it has ended (mitmproxy-notes.md item 4). This is the
+smallest fix, and the reference the cachepin addons are compared with: SSE
+responses are streamed, untouched and unread; everything else stays buffered.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+
+class StreamSse:
+    name = "bench_stream_sse"
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None and flow.response.headers.get("content-type", "").lower().startswith(
+            "text/event-stream"
+        ):
+            flow.response.stream = True
+
+
+addons = [StreamSse()]
