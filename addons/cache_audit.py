@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -25,7 +26,7 @@ from mitmproxy import command, contentviews, ctx, exceptions, http
 from cachepin import handover
 from cachepin.dialects import Dialect, dialect_for
 from cachepin.explain import Explainer, Explanation, Snapshot
-from cachepin.extract import Extracted, usage_from_body
+from cachepin.extract import Extracted, is_event_stream, usage_from_body
 from cachepin.ledger import Expect, Ledger, Turn, Verdict
 from cachepin.prices import DEFAULT_PRICES, PriceTable, cost, load_prices
 from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 EXIT_EXPECTATIONS_FAILED = 3
 MISS_MARK = ":x:"
 UNIDENTIFIED = "unidentified"
+BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
 READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
@@ -94,10 +96,10 @@ class CacheAudit:
                 self.prices = load_prices(ctx.options.cache_prices) if ctx.options.cache_prices else DEFAULT_PRICES
             except ValueError as e:
                 raise exceptions.OptionsError(f"cache_prices: {e}") from None
-        if updated & {"cache_ttl_scale", "cache_minimums"}:
-            ttl_scale, minimums = _ttl_scale(ctx.options.cache_ttl_scale), _minimums(ctx.options.cache_minimums)
+        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions"}:
+            explainer = _new_explainer()  # validates the options, even when the handed-over one is kept
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
-                self.explainer = Explainer(ttl_scale=ttl_scale, minimums=minimums)
+                self.explainer = explainer
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
@@ -145,25 +147,37 @@ class CacheAudit:
         return read if isinstance(read, _Request) else read.read()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side."""
+        """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side.
+
+        A plain ``stream = True`` (mitmproxy's ``stream_large_bodies``) is replaced by the tap, which
+        streams just the same; another addon's own stream callable is left alone. Bedrock's binary
+        event streams are not read, but streamed too rather than held back until their end.
+        """
         if not flow.live or flow.response is None or _dialect(flow) is None:
             return
-        if not _is_event_stream(flow.response.headers.get("content-type", "")) or flow.response.stream:
-            return
-        tap = StreamTap(_dialect(flow), flow.response.headers.get("content-encoding", ""), clock=time.time)
-        self.taps[flow.id] = tap
-        flow.response.stream = tap
+        content_type = flow.response.headers.get("content-type", "")
+        if is_event_stream(content_type) and flow.response.stream in (False, True):
+            tap = StreamTap(_dialect(flow), flow.response.headers.get("content-encoding", ""), clock=time.time)
+            self.taps[flow.id] = tap
+            flow.response.stream = tap
+        elif content_type.lower().startswith(BEDROCK_EVENT_STREAM) and not flow.response.stream:
+            flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
         dialect = _dialect(flow)
         if dialect is None or flow.response is None:
             return
         tap = self.taps.pop(flow.id, None)
+        content_type = flow.response.headers.get("content-type", "")
         if tap is not None:
             extracted = tap.result
+        elif flow.response.raw_content is not None:
+            extracted = usage_from_body(dialect, content_type, flow.response.get_content(strict=False) or b"")
+        elif content_type.lower().startswith(BEDROCK_EVENT_STREAM):
+            extracted = Extracted()  # not read (see README): verdict none, nothing to warn about per flow
         else:
-            body = flow.response.get_content(strict=False) or b""
-            extracted = usage_from_body(dialect, flow.response.headers.get("content-type", ""), body)
+            extracted = Extracted(warning="the response body was streamed through and not kept, so its usage "
+                                          "was not read: add --set store_streamed_bodies=true")
         self._record(flow, dialect, extracted, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -189,7 +203,7 @@ class CacheAudit:
         ended = flow.response.timestamp_end if flow.response is not None else None
         turn, failures = self.ledger.record(
             session_id, source, flow_id=flow.id, started_at=started, status=status,
-            stream=_is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
+            stream=is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
             usage=extracted.usage, model=request.model, ttft_ms=ttft_ms,
             duration_ms=(ended - started) * 1000 if ended else None, error=extracted.error,
         )
@@ -243,8 +257,7 @@ class CacheAudit:
     def reset(self) -> None:
         """Forget every session and turn (the options stay)."""
         self.ledger.reset()
-        self.explainer = Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale),
-                                   minimums=_minimums(ctx.options.cache_minimums))
+        self.explainer = _new_explainer()
         logger.info("cachepin audit: ledger reset")
 
     def done(self) -> None:
@@ -320,8 +333,10 @@ def _request_model(body: dict | None) -> str | None:
     return model if isinstance(model, str) else None
 
 
-def _is_event_stream(content_type: str) -> bool:
-    return content_type.lower().startswith("text/event-stream")
+def _new_explainer() -> Explainer:
+    """Remembers as many sessions' previous requests as the ledger holds sessions."""
+    return Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale), minimums=_minimums(ctx.options.cache_minimums),
+                     max_sessions=ctx.options.cache_max_sessions or sys.maxsize)
 
 
 def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[str, str]:
@@ -330,7 +345,8 @@ def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[
     if isinstance(pinned, dict) and pinned.get("session_id"):
         return pinned["session_id"], pinned.get("source", "")
     resolution = resolve(flow.request.headers, body, dialect)
-    return resolution.session_id or UNIDENTIFIED, resolution.source
+    # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
+    return resolution.session_id or f"{UNIDENTIFIED}:{flow.id}", resolution.source
 
 
 def _explanation(turn: Turn) -> str | None:

@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_HEADERS = ["X-Session-Id", "x-session-affinity"]
 DEFAULT_EXCLUDE = r"~d opencode\.ai"
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_PROTECTED_HEADERS = frozenset({
+    "authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie", "host",
+    "content-length", "content-type", "content-encoding", "transfer-encoding", "connection",
+})  # setting one of these to a session id would break the request or overwrite its credentials
 _SEEN_LIMIT = 100_000  # sessions remembered for "first request of a session" logging
 
 
@@ -84,6 +88,9 @@ class Inject:
             for name in names:
                 if not _HEADER_NAME.fullmatch(name):
                     raise exceptions.OptionsError(f"affinity_headers: {name!r} is not a valid header name")
+                if name.lower() in _PROTECTED_HEADERS:
+                    raise exceptions.OptionsError(
+                        f"affinity_headers: {name!r} carries credentials or framing; choose a session header")
 
     def in_scope(self, flow: http.HTTPFlow) -> bool:
         if self.exclude is not None and self.exclude(flow):

@@ -307,13 +307,36 @@ async def test_sse_chunks_pass_at_once(addon: CacheAudit) -> None:
         assert flow.response.stream(b"") == b""
 
 
-@pytest.mark.parametrize("preset", [True, lambda chunk: chunk])
-async def test_a_stream_set_by_another_addon_is_left_alone(addon: CacheAudit, preset: object) -> None:
+async def test_a_stream_callable_of_another_addon_is_left_alone(addon: CacheAudit) -> None:
+    def preset(chunk: bytes) -> bytes:
+        return chunk
+
     with taddons.context(addon):
         flow = make_flow(response=b"", content_type=SSE)
         flow.response.stream = preset
         addon.responseheaders(flow)
     assert flow.response.stream is preset and addon.taps == {}
+
+
+async def test_plain_streaming_of_sse_becomes_the_tap(addon: CacheAudit) -> None:
+    """stream_large_bodies sets stream = True: the tap streams just the same, and reads the usage."""
+    with taddons.context(addon):
+        flow = make_flow(response=b"", content_type=SSE)
+        flow.response.stream = True
+        addon.responseheaders(flow)
+    assert addon.taps[flow.id] is flow.response.stream
+
+
+async def test_bedrock_event_streams_are_streamed_through_unread(addon: CacheAudit, caplog) -> None:
+    with taddons.context(addon) as tctx:
+        flow = make_flow("/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream", response=b"",
+                         content_type="application/vnd.amazon.eventstream")
+        addon.responseheaders(flow)
+        assert flow.response.stream is True and addon.taps == {}
+        flow.response.raw_content = None  # what streaming leaves behind
+        await run(tctx, addon, flow)
+    (turn,) = addon.ledger.sessions[0].turns
+    assert turn.verdict == "none" and not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_json_responses_are_not_streamed(addon: CacheAudit) -> None:
@@ -454,10 +477,14 @@ async def test_evicted_sessions_failing_min_hit_are_logged_at_once(addon: CacheA
     assert addon.ledger.totals.requests == 3 and not addon.ledger.ok
 
 
-async def test_unidentified_requests_share_one_session(addon: CacheAudit) -> None:
+async def test_unidentified_requests_are_each_their_own_session(addon: CacheAudit) -> None:
+    """Pooled, unrelated requests would look like one session whose later turns all miss."""
     with taddons.context(addon) as tctx:
-        await run(tctx, addon, make_flow(body=b"not json", response=CASES[0].response(0, 5)))
-    assert [s.session_id for s in addon.ledger.sessions] == ["unidentified"]
+        flows = [make_flow(body=b"not json", response=CASES[0].response(0, 5)) for _ in range(2)]
+        for flow in flows:
+            await run(tctx, addon, flow)
+    assert [s.session_id for s in addon.ledger.sessions] == [f"unidentified:{f.id}" for f in flows]
+    assert [s.turns[0].verdict for s in addon.ledger.sessions] == ["cold", "cold"]
 
 
 # --- logs, comments, marks ---

@@ -465,15 +465,6 @@ def test_unexplained_partial_hit_is_unknown() -> None:
     }
 
 
-def test_model_switch_is_a_prefix_change() -> None:
-    prev = snap(anthropic_body(2))
-    cur = snap(anthropic_body(3, model="claude-opus-4-5-20251101"), 3.0)
-    found = explained(prev, cur, usage(0, model="claude-opus-4-5-20251101"))
-    assert found is not None and found.reason is Reason.PREFIX_CHANGED
-    assert found.evidence["path"] == "model"
-    assert found.evidence["previous_model"] == SONNET
-
-
 def test_unmodelled_dialect_is_unknown() -> None:
     body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}]}
     prev = snap(body, dialect=Dialect.BEDROCK_CONVERSE)
@@ -581,7 +572,6 @@ def test_explainer_compares_each_turn_with_the_previous_one_of_its_session() -> 
     found = explainer.observe("a", snap(anthropic_body(3), 500.0), usage(0))
     assert found is not None and found.reason is Reason.TTL_EXPIRED
     assert found.evidence["gap_s"] == 498.0
-    assert len(explainer) == 2
 
 
 def test_explainer_keeps_models_apart() -> None:
@@ -589,7 +579,8 @@ def test_explainer_keeps_models_apart() -> None:
     explainer = Explainer()
     haiku = "claude-haiku-4-5-20251001"
     explainer.observe("s", snap(anthropic_body(2), 0.0), usage(0))
-    explainer.observe("s", snap(anthropic_body(1, model=haiku, instructions=3), 1.0), usage(0, model=haiku))
+    side = snap(anthropic_body(1, model=haiku, instructions=3), 1.0)
+    assert explainer.observe("s", side, usage(0, model=haiku)) is None  # a model switch is a first turn
     found = explainer.observe("s", snap(anthropic_body(3), 2.0), usage(0))
     assert found is not None and found.reason is Reason.ROUTING
 
@@ -614,7 +605,6 @@ def test_explainer_evicts_the_least_recent_session() -> None:
     explainer = Explainer(max_sessions=2)
     for session in ("a", "b", "a", "c"):
         explainer.observe(session, snap(anthropic_body(1), 0.0), usage(0))
-    assert len(explainer) == 2
     assert explainer.observe("b", snap(anthropic_body(2), 1.0), usage(0)) is None  # forgotten: a first turn again
     assert explainer.observe("a", snap(anthropic_body(2), 1.0), usage(0)) is None  # evicted by "b" just now
     found = explainer.observe("b", snap(anthropic_body(3), 2.0), usage(0))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachepin.dialects import Dialect
-from cachepin.extract import Extracted, UsageAccumulator, usage_from_body, usage_from_json
+from cachepin.extract import Extracted, UsageAccumulator, is_event_stream, usage_from_body, usage_from_json
 from cachepin.usage import Usage
 
 
@@ -496,6 +496,23 @@ def test_a_json_array_body_is_a_list_of_events() -> None:
 )
 def test_usage_from_body_edge_cases(content_type: str, body: bytes, expected: Extracted) -> None:
     assert usage_from_body(Dialect.OPENAI_CHAT, content_type, body) == expected
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [
+        ("text/event-stream", True),
+        ("text/event-stream; charset=utf-8", True),
+        ("TEXT/Event-Stream;charset=UTF-8", True),
+        ("  text/event-stream  ; charset=utf-8", True),
+        ("text/event-stream-extended", False),  # a prefix of the media type is not the media type
+        ("text/plain; note=text/event-stream", False),
+        ("application/json", False),
+        ("", False),
+    ],
+)
+def test_is_event_stream(content_type: str, expected: bool) -> None:
+    assert is_event_stream(content_type) is expected
 
 
 def test_warnings_are_deduplicated_and_bounded() -> None:

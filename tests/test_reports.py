@@ -323,6 +323,12 @@ def test_summary_table_of_nothing_shows_na_and_mentions_evictions() -> None:
             "cachepin session=3f2a9c1e-000… turn=3 model=odd_model_name verdict=error read=- creation=- input=- "
             "output=- status=529",
         ),
+        (
+            Turn(index=4, flow_id="f", started_at=0.0, status=200, stream=True, verdict=Verdict.ERROR,
+                 error="overloaded_error: Overloaded, see the prompt you sent"),  # fmt: skip
+            "cachepin session=3f2a9c1e-000… turn=4 model=- verdict=error read=- creation=- input=- "
+            "output=- status=200 error=overloaded_error",
+        ),
     ],
 )
 def test_turn_log_line(turn: Turn, expected: str) -> None:

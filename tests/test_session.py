@@ -199,3 +199,16 @@ def test_nothing_to_fingerprint(body: dict) -> None:
 )
 def test_parse_json_object(data: bytes | None, expected: dict | None) -> None:
     assert parse_json_object(data) == expected
+
+
+@pytest.mark.parametrize("user_id", ["customer-42", "user_" + "a" * 64, "", "{not json"])
+def test_an_ordinary_user_id_is_no_session_and_no_warning(user_id: str) -> None:
+    body = {"metadata": {"user_id": user_id}, "messages": [{"role": "user", "content": "hi"}]}
+    resolution = resolve({}, body, Dialect.ANTHROPIC)
+    assert (resolution.source, resolution.rejected) == ("fingerprint", ())
+
+
+def test_a_malformed_session_part_is_refused() -> None:
+    body = {"metadata": {"user_id": json.dumps({"session_id": "has space"})}, "prompt_cache_key": "k"}
+    resolution = resolve({}, body, Dialect.ANTHROPIC)
+    assert (resolution.session_id, resolution.rejected) == ("k", ("body:metadata.user_id",))

@@ -17,22 +17,24 @@ observed read is no longer clearly short of what remains is the reason:
 1. ``no_breakpoint``: an Anthropic request (this one or the previous) without
    any ``cache_control`` caches nothing; first, because without markers no
    other cause matters.
-2. ``prefix_changed`` at ``model``: caches are per model, so a switch loses
-   everything, whatever else holds.
-3. ``below_minimum``: the previous turn's prefix was shorter than the model's
+2. ``below_minimum``: the previous turn's prefix was shorter than the model's
    minimum, so nothing was written (full misses only: any read proves the
    minimum was met). A current prompt that is short because it changed is
    a ``prefix_changed``.
-4. ``prefix_changed``: a change invalidates every entry after it, within TTL
+3. ``prefix_changed``: a change invalidates every entry after it, within TTL
    or not, so it comes before time.
-5. ``no_breakpoint`` again, for Anthropic's lookback: a breakpoint finds an
+4. ``no_breakpoint`` again, for Anthropic's lookback: a breakpoint finds an
    entry only about 20 blocks back, so a turn that appends more blocks than
    that before its next breakpoint misses an unchanged prefix.
-6. ``ttl_expired``: entries whose TTL (5 min, 1 h for ``ttl: "1h"``, 24 h for
+5. ``ttl_expired``: entries whose TTL (5 min, 1 h for ``ttl: "1h"``, 24 h for
    OpenAI's ``prompt_cache_retention: "24h"``) is shorter than the gap.
-7. ``routing``: nothing read although a valid entry should exist: the request
+6. ``routing``: nothing read although a valid entry should exist: the request
    most likely reached another account or replica.
-8. ``unknown``: anything else (e.g. a partial hit no check explains).
+7. ``unknown``: anything else (e.g. a partial hit no check explains).
+
+A model switch is not a miss to explain: caches are per model, so
+``Explainer`` keeps the previous snapshot per (session, model) and the first
+request on a model is a first turn for it (as the ledger's cold turn is).
 
 Token figures are ``tokens.estimate_tokens`` estimates, so every comparison
 allows ``SLACK_TOKENS`` and ``PARTIAL_RATIO`` of tolerance.
@@ -256,21 +258,6 @@ def _check_markers(turn: _Turn, entries: list[_Entry]) -> _Found:
     return [], Explanation(Reason.NO_BREAKPOINT, detail, evidence)
 
 
-def _check_model(turn: _Turn, entries: list[_Entry]) -> _Found:
-    prev, cur = turn.prev, turn.cur
-    if not (prev.model and cur.model and prev.model != cur.model):
-        return None
-    detail = f"model changed from {prev.model} to {cur.model}: caches are per model"
-    evidence = {
-        "path": "model",
-        "change": "changed",
-        "matched_tokens": 0,
-        "previous_prefix_tokens": prev.cached_tokens,
-        "previous_model": prev.model,
-    }
-    return [], Explanation(Reason.PREFIX_CHANGED, detail, evidence)
-
-
 def _check_minimum(turn: _Turn, entries: list[_Entry]) -> _Found:
     prefix = turn.prev.cached_tokens
     if turn.minimum is None or turn.read or prefix >= turn.minimum:
@@ -351,7 +338,6 @@ def _check_ttl(turn: _Turn, entries: list[_Entry]) -> _Found:
 
 _CHECKS: tuple[Callable[[_Turn, list[_Entry]], _Found], ...] = (
     _check_markers,
-    _check_model,
     _check_minimum,
     _check_prefix,
     _check_lookback,
@@ -424,9 +410,6 @@ class Explainer:
         self._minimums = dict(minimums or {})
         self._max_sessions = max_sessions
         self._previous: OrderedDict[tuple[str, str | None], Snapshot] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._previous)
 
     def observe(self, session: str, snapshot: Snapshot, usage: Usage | None) -> Explanation | None:
         """Explain this turn against the session's previous one, then remember it.

@@ -340,13 +340,14 @@ def usage_from_json(dialect: Dialect, obj: object) -> Extracted:
     return accumulator.result
 
 
-def _is_event_stream(content_type: str) -> bool:
+def is_event_stream(content_type: str) -> bool:
+    """Whether a Content-Type names an SSE body: its media type, case-insensitive, parameters ignored."""
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
 def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extracted:
     """The usage of a buffered or replayed body, already content-decoded: JSON or SSE."""
-    if _is_event_stream(content_type):
+    if is_event_stream(content_type):
         # Imported here because sse's tap builds on this module; the SSE
         # scanner is the very one the live tap runs, not a second parser.
         from cachepin.sse import SseScanner

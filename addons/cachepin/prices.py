@@ -8,6 +8,11 @@ negative on a cold turn, because writes carry a surcharge).
 Prices change more often than code, so the built-in table is only a starting
 point: a JSON file (the ``cache_prices`` option) overrides or adds models, and
 a model the table does not know gets no price at all rather than a guess.
+
+The built-in table is as of 2025-11, taken from the providers' public price
+pages, written from memory of those pages (no browsing was possible): check
+the figures against the pages before relying on them, and override them with
+a ``cache_prices`` file when they drift.
 """
 
 from __future__ import annotations
@@ -15,20 +20,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from cachepin.usage import Usage
-
-PRICES_AS_OF = "2025-11"
-"""When the built-in table was taken from the providers' public price pages.
-
-Written from memory of those pages (no browsing was possible), so check the
-figures against the pages before relying on them, and override them with a
-``cache_prices`` file when they drift.
-"""
-
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -153,10 +149,6 @@ class PriceTable:
 
     def __init__(self, prices: Mapping[str, Price]) -> None:
         self._prices = {canonical_model(model): price for model, price in prices.items()}
-
-    def __iter__(self) -> Iterator[str]:
-        """The model ids (keys) the table lists, canonical spelling."""
-        return iter(self._prices)
 
     def get(self, model: str | None) -> Price | None:
         """The price of ``model`` (see ``match_model``), None when unknown."""
@@ -291,17 +283,3 @@ def cost(usage: Usage | None, table: PriceTable = DEFAULT_PRICES) -> Cost | None
     uncached = (fresh + read + created) * price.input + output * price.output
     return Cost(billed / 1e6, uncached / 1e6)
 
-
-def sum_costs(costs: Iterable[Cost | None]) -> Cost | None:
-    """The total of the priced costs (a session, or all sessions), None when none was priced.
-
-    Unpriced turns (None) are skipped, not guessed: a report that sums a mix
-    should also say how many turns had no price. ``math.fsum`` adds a batch
-    without accumulating rounding error; to sum as you go, pass the running
-    total back in with the new cost (the drift then stays far below the
-    six decimals a report shows).
-    """
-    priced = [item for item in costs if item is not None]
-    if not priced:
-        return None
-    return Cost(math.fsum(item.billed for item in priced), math.fsum(item.uncached for item in priced))

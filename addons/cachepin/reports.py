@@ -256,4 +256,6 @@ def turn_log_line(session_id: str, turn: Turn) -> str:
         parts.append(f"ttft_ms={turn.ttft_ms:.0f}")
     if turn.verdict is Verdict.ERROR:
         parts.append(f"status={turn.status}")
+        if turn.error:  # only its type: a provider's message may quote the request
+            parts.append(f"error={_token(turn.error.split(':', 1)[0][:60])}")
     return " ".join(parts)

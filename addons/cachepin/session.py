@@ -92,7 +92,9 @@ def resolve(
 def _body_ids(body: dict) -> Iterator[tuple[str, object]]:
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and "user_id" in metadata:
-        yield "metadata.user_id", _session_from_user_id(metadata["user_id"])
+        session_part = _session_from_user_id(metadata["user_id"])
+        if session_part is not None:  # an ordinary user id ("customer-42") names a user, not a conversation
+            yield "metadata.user_id", session_part
     if "prompt_cache_key" in body:
         yield "prompt_cache_key", body["prompt_cache_key"]
     if "session_id" in body:

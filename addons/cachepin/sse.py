@@ -164,7 +164,7 @@ class StreamTap:
     exception in a stream callable makes mitmproxy drop the chunk, corrupting
     the client's stream. Any failure is recorded as a warning and stops the
     reading, never the passing on. ``first_byte_at`` serves time to first
-    token; ``done`` tells a complete stream from a cut one.
+    token.
     """
 
     def __init__(
@@ -174,8 +174,6 @@ class StreamTap:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.first_byte_at: float | None = None
-        self.done = False
-        self.bytes_seen = 0
         self._clock = clock
         self._accumulator = UsageAccumulator(dialect)
         self._scanner = SseScanner(self._accumulator)
@@ -197,16 +195,13 @@ class StreamTap:
 
     def _take(self, chunk: bytes) -> None:
         if chunk:
-            self.bytes_seen += len(chunk)
             if self.first_byte_at is None:
                 self.first_byte_at = self._clock()
             if self._decoder is not None:
                 self._scanner.feed(self._decoder.decode(chunk))
-        else:
-            self.done = True
-            if self._decoder is not None:
-                self._scanner.feed(self._decoder.finish())
-                self._scanner.close()
+        elif self._decoder is not None:  # the empty chunk: the end of the stream
+            self._scanner.feed(self._decoder.finish())
+            self._scanner.close()
 
     def _safely[*Args](self, step: Callable[[*Args], None], *args: *Args) -> None:
         """Runs one step of the reading; a failure stops the reading and becomes a warning."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from cachepin.dialects import Dialect
-from cachepin.extract import usage_from_body
+from cachepin.extract import is_event_stream, usage_from_body
 
 
 def _event_text(event: object) -> str:
@@ -70,6 +70,6 @@ def render(dialect: Dialect, content_type: str, body: bytes) -> str:
         lines.append(f"error: {extracted.error}")
     if extracted.warning:
         lines.append(f"warning: {extracted.warning}")
-    if content_type.lower().startswith("text/event-stream"):
+    if is_event_stream(content_type):
         lines += ["text: |", *("  " + line for line in stream_text(body).splitlines() or [""])]
     return "\n".join(lines) + "\n"
