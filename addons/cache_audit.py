@@ -73,6 +73,10 @@ class CacheAudit:
         loader.add_option("cache_ttl_scale", str, "1",
                           "Multiply cache TTLs by this factor when explaining misses (for simulators that "
                           "shrink time).")
+        loader.add_option("cache_explain", bool, True,
+                          "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request "
+                          "body; turn off for the most throughput (then, with clients that send a session id, "
+                          "no body is parsed at all).")
         loader.add_option("cache_minimums", Sequence[str], [],
                           "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), "
                           "overriding the built-in table when explaining misses.")
@@ -128,7 +132,7 @@ class CacheAudit:
             return
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
-        self.requests[flow.id] = _Pending(flow, dialect, already_parsed(unencoded))
+        self.requests[flow.id] = _Pending(flow, dialect, already_parsed(unencoded), ctx.options.cache_explain)
         if len(self.requests) > MAX_PENDING:
             self.requests.pop(next(iter(self.requests)))
         try:
@@ -143,7 +147,7 @@ class CacheAudit:
 
     def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> _Request:
         """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
-        read = self.requests.pop(flow.id, None) or _Pending(flow, dialect, None)
+        read = self.requests.pop(flow.id, None) or _Pending(flow, dialect, None, ctx.options.cache_explain)
         return read if isinstance(read, _Request) else read.read()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -290,12 +294,16 @@ class _Pending(NamedTuple):
     flow: http.HTTPFlow
     dialect: Dialect
     body: dict | None
+    explain: bool  # the miss explainer needs a snapshot of the body's prefix
 
     def read(self) -> _Request:
+        pinned = _pinned(self.flow)
+        if pinned is not None and self.body is None and not self.explain:
+            return _Request(*pinned, None, None)  # nothing left that needs the body: spare the parse
         body = self.body if self.body is not None else parse_json_object(self.flow.request.get_content(strict=False))
-        session_id, source = _session(self.flow, body, self.dialect)
+        session_id, source = pinned or _session(self.flow, body, self.dialect)
         snapshot = None
-        if body is not None:
+        if body is not None and self.explain:
             snapshot = Snapshot.from_request(self.dialect, body, self.flow.request.timestamp_start)
         return _Request(session_id, source, _request_model(body), snapshot)
 
@@ -339,11 +347,16 @@ def _new_explainer() -> Explainer:
                      max_sessions=ctx.options.cache_max_sessions or sys.maxsize)
 
 
-def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[str, str]:
-    """The inject addon's resolution when it ran; otherwise the same resolution done here."""
+def _pinned(flow: http.HTTPFlow) -> tuple[str, str] | None:
+    """The session the inject addon resolved for this flow, if it ran."""
     pinned = flow.metadata.get("cachepin")
     if isinstance(pinned, dict) and pinned.get("session_id"):
         return pinned["session_id"], pinned.get("source", "")
+    return None
+
+
+def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[str, str]:
+    """The session of a flow the inject addon did not pin: the same resolution, done here."""
     resolution = resolve(flow.request.headers, body, dialect)
     # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
     return resolution.session_id or f"{UNIDENTIFIED}:{flow.id}", resolution.source

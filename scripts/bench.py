@@ -255,12 +255,16 @@ def start_all(factories: dict[str, Callable[[], Process]], stack: ExitStack) -> 
 
 
 def proxies(upstream: str, stack: ExitStack) -> dict[str, int]:
-    """Plain mitmdump, the SSE-streaming reference and mitmdump with both addons, in front of ``upstream``."""
+    """Plain mitmdump, the SSE-streaming reference, and mitmdump with both addons (with the miss explainer,
+    and without it: ``addons_lean``), in front of ``upstream``."""
     confdirs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cachepin-bench-")))
-    scripts = {"mitmdump": (), "mitmdump_stream": (str(HERE / "bench_stream_sse.py"),),
-               "addons": ("inject.py", "cache_audit.py")}
-    factories = {name: (lambda name=name, chosen=chosen: Mitmdump(upstream, chosen, confdir=str(confdirs / name)))
-                 for name, chosen in scripts.items()}
+    both = ("inject.py", "cache_audit.py")
+    setups: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
+        "mitmdump": ((), {}), "mitmdump_stream": ((str(HERE / "bench_stream_sse.py"),), {}),
+        "addons": (both, {}), "addons_lean": (both, {"cache_explain": False})}
+    factories = {name: (lambda name=name, chosen=chosen, options=options:
+                        Mitmdump(upstream, chosen, options=options, confdir=str(confdirs / name)))
+                 for name, (chosen, options) in setups.items()}
     started = start_all(factories, stack)
     time.sleep(0.5)  # mitmdump reports "listening" before it exits over an addon that failed to load
     for name, process in started.items():
@@ -277,8 +281,10 @@ def port_of(url: str) -> int:
 
 _LABELS = {"direct": "direct (no proxy)", "mitmdump": "plain mitmdump (default, buffers)",
            "mitmdump_stream": "plain mitmdump, SSE streamed", "addons": "both addons",
-           "addons_header": "both addons, session header"}
-_WITH_ADDONS = ("addons", "addons_header")
+           "addons_header": "both addons, session header",
+           "addons_lean": "both addons, session header, cache_explain=false"}
+_WITH_ADDONS = ("addons", "addons_header", "addons_lean")
+_NAMES_SESSION = ("addons_header", "addons_lean")  # their clients send X-Session-Id
 
 
 def contender_ports(ports: dict[str, int], names: Sequence[str]) -> dict[str, int]:
@@ -287,17 +293,17 @@ def contender_ports(ports: dict[str, int], names: Sequence[str]) -> dict[str, in
 
 
 def request_headers(name: str, encoding: str, client: int, response_size: int | None = None) -> dict[str, str]:
-    """A contender's request headers: only "addons_header" names its session (so the resolver skips the body)."""
+    """A contender's request headers: only the _NAMES_SESSION ones name their session (so inject skips the body)."""
     headers = {"anthropic-version": "2023-06-01", "accept-encoding": encoding}
     if response_size is not None:
         headers["x-bench-size"] = str(response_size)
-    if name == "addons_header":
+    if name in _NAMES_SESSION:
         headers["x-session-id"] = f"bench-session-{client}"
     return headers
 
 
 def measure_streaming(settings: Settings, report: Report) -> None:
-    progress(f"streaming: starting the gateway simulator (--event-delay {settings.event_delay}) and 3 mitmdumps")
+    progress(f"streaming: starting the gateway simulator (--event-delay {settings.event_delay}) and 4 mitmdumps")
     with ExitStack() as stack:
         simulator = stack.enter_context(Simulator("--event-delay", str(settings.event_delay)))
         ports = contender_ports({"direct": port_of(simulator.url), **proxies(simulator.url, stack)}, list(_LABELS))
@@ -355,7 +361,7 @@ class Load:
 
 
 def measure_throughput(settings: Settings, report: Report) -> None:
-    progress("throughput: starting the fast upstream and 3 mitmdumps")
+    progress("throughput: starting the fast upstream and 4 mitmdumps")
     with ExitStack() as stack:
         upstream = stack.enter_context(Process([sys.executable, str(HERE / "bench_upstream.py")], _UPSTREAM_READY))
         ports = proxies(upstream.match.group(1), stack)

@@ -536,6 +536,24 @@ async def test_routing_miss_is_explained(addon: CacheAudit, caplog) -> None:
     assert "reason=routing (" in caplog.text and "policy" not in caplog.text
 
 
+async def test_without_the_explainer_a_pinned_flow_is_not_parsed(addon: CacheAudit, monkeypatch) -> None:
+    """cache_explain=false: with the inject addon's session at hand, nothing needs the request body."""
+    import cache_audit
+
+    parsed: list[bytes] = []
+    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: parsed.append(data))
+    case = CASES[0]
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_explain=False)
+        flows = [make_flow(case.path, response=case.response(0, 3500)) for _ in range(2)]
+        for flow in flows:
+            flow.metadata["cachepin"] = {"session_id": "pinned", "source": "header:x-session-id", "injected": []}
+        await run(tctx, addon, *flows)
+    assert parsed == []
+    assert [t.verdict for t in turns(addon)] == ["cold", "miss"] and turns(addon)[1].notes is None
+    assert addon.ledger.sessions[0].session_id == "pinned"
+
+
 # --- expectations ---
 
 async def test_warm_failure_is_logged_at_once(addon: CacheAudit, caplog) -> None:

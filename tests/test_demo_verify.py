@@ -64,11 +64,8 @@ def row(output: str, label: str) -> list[str]:
 
 
 def test_demo_shows_affinity_turning_misses_into_hits(tmp_path: Path) -> None:
-    started = time.monotonic()
     status, out, err = run("demo.py", "--out", str(tmp_path), cwd=tmp_path)
-    elapsed = time.monotonic() - started
     assert status == 0, out + err
-    assert elapsed < 40, f"the demo took {elapsed:.1f} s"
     assert "Traceback" not in out + err
 
     for label in ("anthropic 1", "anthropic 2", "anthropic 3", "openai chat"):
