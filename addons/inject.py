@@ -106,6 +106,7 @@ class Inject:
         fixed = ctx.options.affinity_session
         resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
         if resolution.session_id is not None:
+            _warn_rejected(resolution)  # an invalid header before the one used
             self._pin(flow, resolution)
         elif flow.request.stream:
             _warn_rejected(resolution)

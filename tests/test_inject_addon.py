@@ -223,3 +223,14 @@ async def test_unreadable_bodies_pass_untouched(addon: Inject, body: bytes) -> N
         flow = await run(addon, make_flow(body=body), tctx)
     assert "x-session-id" not in flow.request.headers
     assert flow.request.raw_content == body
+
+
+async def test_an_invalid_header_before_a_valid_one_is_warned(addon: Inject, caplog) -> None:
+    caplog.set_level(logging.WARNING)
+    with taddons.context(addon) as tctx:
+        flow = await run(addon, make_flow(headers={"x-session-id": "bad id", "x-session-affinity": "good"}), tctx)
+    assert flow.metadata["cachepin"]["session_id"] == "good"
+    assert flow.request.headers["x-session-affinity"] == "good"
+    assert [r.getMessage() for r in caplog.records] == [
+        "cachepin inject: ignored the session id in header:x-session-id: "
+        "not 1-256 printable ASCII characters without spaces"]
