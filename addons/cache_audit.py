@@ -65,7 +65,8 @@ class CacheAudit:
                           "Percent 0-100: each session's hit ratio over its turns after the first must reach it.")
         loader.add_option("cache_events", str, "", "Append one JSON line per completed turn to this file.")
         loader.add_option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.")
-        loader.add_option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown.")
+        loader.add_option("cache_junit", str, "",
+                          "Write JUnit XML (one test case per session) here at shutdown and on cache.report.")
         loader.add_option("cache_max_sessions", int, 10_000,
                           "Sessions held in memory (0 = unlimited); older ones still count in totals.")
         loader.add_option("cache_prices", str, "",
