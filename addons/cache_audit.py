@@ -31,7 +31,7 @@ from cachepin.ledger import Expect, Ledger, Turn, Verdict
 from cachepin.prices import DEFAULT_PRICES, PriceTable, cost, load_prices
 from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
 from cachepin.reports import write_atomic, write_json_atomic
-from cachepin.session import already_parsed, parse_json_object, resolve
+from cachepin.session import already_parsed, from_headers, parse_json_object, resolve
 from cachepin.sse import StreamTap
 from cachepin.usage_view import render
 
@@ -53,7 +53,6 @@ class CacheAudit:
         self.prices: PriceTable = DEFAULT_PRICES
         self.ledger = Ledger(pricer=self._price)
         self.explainer = Explainer()
-        self.taps: dict[str, StreamTap] = {}
         self.requests: dict[str, _Pending | _Request] = {}  # by flow id, from the request hook to the response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
@@ -76,8 +75,8 @@ class CacheAudit:
                           "shrink time).")
         loader.add_option("cache_explain", bool, True,
                           "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request "
-                          "body; turn off for the most throughput (then, with clients that send a session id, "
-                          "no body is parsed at all).")
+                          "body; turn off for the most throughput (then a request whose session id is in a header "
+                          "is never parsed by the audit, and turns are grouped by the model the response names).")
         loader.add_option("cache_minimums", Sequence[str], [],
                           "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), "
                           "overriding the built-in table when explaining misses.")
@@ -101,7 +100,7 @@ class CacheAudit:
                 self.prices = load_prices(ctx.options.cache_prices) if ctx.options.cache_prices else DEFAULT_PRICES
             except ValueError as e:
                 raise exceptions.OptionsError(f"cache_prices: {e}") from None
-        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions"}:
+        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
             explainer = _new_explainer()  # validates the options, even when the handed-over one is kept
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
                 self.explainer = explainer
@@ -129,7 +128,7 @@ class CacheAudit:
         inject addon's parse of the body is reused.
         """
         dialect = _dialect(flow)
-        if dialect is None:
+        if dialect is None or flow.intercepted:  # an intercepted request may still be edited: read it later
             return
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
@@ -158,13 +157,13 @@ class CacheAudit:
         streams just the same; another addon's own stream callable is left alone. Bedrock's binary
         event streams are not read, but streamed too rather than held back until their end.
         """
-        if not flow.live or flow.response is None or _dialect(flow) is None:
+        dialect = _dialect(flow)
+        if not flow.live or flow.response is None or dialect is None:
             return
         content_type = flow.response.headers.get("content-type", "")
         if is_event_stream(content_type) and flow.response.stream in (False, True):
-            tap = StreamTap(_dialect(flow), flow.response.headers.get("content-encoding", ""), clock=time.time)
-            self.taps[flow.id] = tap
-            flow.response.stream = tap
+            flow.response.stream = StreamTap(dialect, flow.response.headers.get("content-encoding", ""),
+                                             clock=time.time)
         elif content_type.lower().startswith(BEDROCK_EVENT_STREAM) and not flow.response.stream:
             flow.response.stream = True
 
@@ -172,14 +171,16 @@ class CacheAudit:
         dialect = _dialect(flow)
         if dialect is None or flow.response is None:
             return
-        tap = self.taps.pop(flow.id, None)
+        tap = _tap(flow)
         content_type = flow.response.headers.get("content-type", "")
         if tap is not None:
             extracted = tap.result
-        elif flow.response.raw_content is not None:
-            extracted = usage_from_body(dialect, content_type, flow.response.get_content(strict=False) or b"")
         elif content_type.lower().startswith(BEDROCK_EVENT_STREAM):
             extracted = Extracted()  # not read (see README): verdict none, nothing to warn about per flow
+        elif flow.response.raw_content is not None:
+            extracted = usage_from_body(dialect, content_type, flow.response.get_content(strict=False) or b"")
+        elif callable(flow.response.stream):
+            extracted = Extracted(warning="another addon streams this response, so its usage was not read")
         else:
             extracted = Extracted(warning="the response body was streamed through and not kept, so its usage "
                                           "was not read: add --set store_streamed_bodies=true")
@@ -190,7 +191,7 @@ class CacheAudit:
         dialect = _dialect(flow)
         if dialect is None:
             return
-        tap = self.taps.pop(flow.id, None)
+        tap = _tap(flow)
         extracted = tap.result if tap is not None else Extracted()
         message = flow.error.msg if flow.error else "connection failed"
         self._record(flow, dialect, Extracted(extracted.usage, extracted.error or message, extracted.warning), tap)
@@ -299,13 +300,19 @@ class _Pending(NamedTuple):
 
     def read(self) -> _Request:
         pinned = _pinned(self.flow)
-        if pinned is not None and self.body is None and not self.explain:
-            return _Request(*pinned, None, None)  # nothing left that needs the body: spare the parse
+        if not self.explain:
+            # Only the session is needed, and the model the response names keys the turns (always the same
+            # name, whether a body was parsed or not): a session id in a header spares the parse.
+            header = from_headers(self.flow.request.headers)
+            if pinned is None and header.session_id is not None:
+                pinned = header.session_id, header.source
+            if pinned is not None:
+                return _Request(*pinned, None, None)
         body = self.body if self.body is not None else parse_json_object(self.flow.request.get_content(strict=False))
         session_id, source = pinned or _session(self.flow, body, self.dialect)
-        snapshot = None
-        if body is not None and self.explain:
-            snapshot = Snapshot.from_request(self.dialect, body, self.flow.request.timestamp_start)
+        if not self.explain:
+            return _Request(session_id, source, None, None)
+        snapshot = Snapshot.from_request(self.dialect, body, self.flow.request.timestamp_start) if body else None
         return _Request(session_id, source, _request_model(body), snapshot)
 
 
@@ -343,9 +350,16 @@ def _request_model(body: dict | None) -> str | None:
 
 
 def _new_explainer() -> Explainer:
-    """Remembers as many sessions' previous requests as the ledger holds sessions."""
+    """Remembers the previous request of as many sessions as the ledger holds (two models each: the main
+    one and a side one such as a title call's)."""
     return Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale), minimums=_minimums(ctx.options.cache_minimums),
-                     max_sessions=ctx.options.cache_max_sessions or sys.maxsize)
+                     max_sessions=2 * ctx.options.cache_max_sessions or sys.maxsize)
+
+
+def _tap(flow: http.HTTPFlow) -> StreamTap | None:
+    """The flow's own tap: kept on the flow, so it outlives a hot reload of this script."""
+    stream = flow.response.stream if flow.response is not None else None
+    return stream if isinstance(stream, StreamTap) else None
 
 
 def _pinned(flow: http.HTTPFlow) -> tuple[str, str] | None:

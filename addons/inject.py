@@ -30,8 +30,11 @@ DEFAULT_EXCLUDE = r"~d opencode\.ai"
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PROTECTED_HEADERS = frozenset({
     "authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie", "host",
-    "content-length", "content-type", "content-encoding", "transfer-encoding", "connection",
+    "content-length", "content-type", "content-encoding", "transfer-encoding", "connection", "keep-alive", "te",
+    "trailer", "upgrade", "expect", "accept-encoding", "anthropic-version", "anthropic-beta",
+    "openai-organization", "openai-project",
 })  # setting one of these to a session id would break the request or overwrite its credentials
+_PROTECTED_PREFIXES = ("x-amz-",)  # AWS signs these (Bedrock)
 _SEEN_LIMIT = 100_000  # sessions remembered for "first request of a session" logging
 
 
@@ -88,7 +91,7 @@ class Inject:
             for name in names:
                 if not _HEADER_NAME.fullmatch(name):
                     raise exceptions.OptionsError(f"affinity_headers: {name!r} is not a valid header name")
-                if name.lower() in _PROTECTED_HEADERS:
+                if name.lower() in _PROTECTED_HEADERS or name.lower().startswith(_PROTECTED_PREFIXES):
                     raise exceptions.OptionsError(
                         f"affinity_headers: {name!r} carries credentials or framing; choose a session header")
 

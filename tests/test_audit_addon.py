@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import json
@@ -20,6 +21,7 @@ import cache_audit
 from cache_audit import MISS_MARK, CacheAudit
 from cachepin import handover
 from fake_upstream import anthropic_events, chat_chunks, response_object
+from cachepin.sse import StreamTap
 from inject import Inject
 
 SECRET_KEY = "sk-ant-api03-SECRETKEYDONOTLEAK"
@@ -281,7 +283,6 @@ async def test_sse_tee_is_byte_identical_and_records_figures(addon: CacheAudit, 
     assert (turn.provider, turn.model, *figures(turn)) == expected
     assert turn.verdict.value == "hit" and turn.stream is True
     assert turn.ttft_ms is not None and turn.ttft_ms >= 0
-    assert addon.taps == {}  # the tap of a finished flow is not kept
 
 
 @pytest.mark.parametrize("size", [1, 13, 4096])
@@ -315,7 +316,7 @@ async def test_a_stream_callable_of_another_addon_is_left_alone(addon: CacheAudi
         flow = make_flow(response=b"", content_type=SSE)
         flow.response.stream = preset
         addon.responseheaders(flow)
-    assert flow.response.stream is preset and addon.taps == {}
+    assert flow.response.stream is preset
 
 
 async def test_plain_streaming_of_sse_becomes_the_tap(addon: CacheAudit) -> None:
@@ -324,7 +325,7 @@ async def test_plain_streaming_of_sse_becomes_the_tap(addon: CacheAudit) -> None
         flow = make_flow(response=b"", content_type=SSE)
         flow.response.stream = True
         addon.responseheaders(flow)
-    assert addon.taps[flow.id] is flow.response.stream
+    assert isinstance(flow.response.stream, StreamTap)
 
 
 async def test_bedrock_event_streams_are_streamed_through_unread(addon: CacheAudit, caplog) -> None:
@@ -332,11 +333,53 @@ async def test_bedrock_event_streams_are_streamed_through_unread(addon: CacheAud
         flow = make_flow("/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream", response=b"",
                          content_type="application/vnd.amazon.eventstream")
         addon.responseheaders(flow)
-        assert flow.response.stream is True and addon.taps == {}
+        assert flow.response.stream is True
         flow.response.raw_content = None  # what streaming leaves behind
         await run(tctx, addon, flow)
-    (turn,) = addon.ledger.sessions[0].turns
-    assert turn.verdict == "none" and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        kept = make_flow("/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream",
+                         response=b"\x00\x00\x01\x0bbinary frames", content_type="application/vnd.amazon.eventstream")
+        await run(tctx, addon, kept)  # store_streamed_bodies=true keeps the bytes: still not read, no warning
+    assert [t.verdict for t in turns(addon)] == ["none", "none"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_stream_tapped_before_a_hot_reload_is_read_after_it(addon: CacheAudit) -> None:
+    path, body, expected = SSE_CASES["anthropic"]
+    flow = make_flow(path, response=b"", content_type=SSE)
+    with taddons.context(addon):
+        addon.responseheaders(flow)
+        for part in split(body, 100):
+            flow.response.stream(part)
+        flow.response.stream(b"")
+    reloaded = CacheAudit()
+    with taddons.context(reloaded):
+        reloaded.response(flow)
+    assert figures(turns(reloaded)[0]) == expected[2:]
+
+
+async def test_an_intercepted_request_is_read_after_its_edit(addon: CacheAudit) -> None:
+    case = CASES[0]
+    with taddons.context(addon):
+        flow = make_flow(case.path, response=case.response(0, 100), headers={"x-session-id": "s"})
+        flow.intercept()
+        addon.request(flow)
+        await asyncio.sleep(cache_audit.READ_DELAY * 3)  # a user takes longer than the early read to edit
+        flow.request.content = json.dumps({**case.request(PROMPT), "model": "claude-opus-4-6"}).encode()
+        flow.resume()
+        addon.response(flow)
+    assert turns(addon)[0].requested_model == "claude-opus-4-6"
+
+
+async def test_without_the_explainer_a_session_header_spares_the_parse(addon: CacheAudit, monkeypatch) -> None:
+    """The audit alone, cache_explain=false: a client that names its session is never parsed."""
+    parsed: list[bytes] = []
+    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: parsed.append(data))
+    case = CASES[0]
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_explain=False)
+        await run(tctx, addon, make_flow(case.path, response=case.response(0, 3500), headers={"x-session-id": "h"}))
+    assert parsed == [] and addon.ledger.sessions[0].session_id == "h"
+    assert turns(addon)[0].requested_model is None and turns(addon)[0].model == case.model
 
 
 async def test_json_responses_are_not_streamed(addon: CacheAudit) -> None:
@@ -358,7 +401,7 @@ async def test_a_cut_stream_is_one_error_turn_with_the_figures_seen(addon: Cache
     turn, = turns(addon)
     assert turn.verdict.value == "error" and turn.stream is True
     assert (turn.input_tokens, turn.cache_creation_input_tokens, turn.cache_read_input_tokens) == (12, 0, 1538)
-    assert turn.error == "connection closed by peer" and addon.taps == {}
+    assert turn.error == "connection closed by peer"
 
 
 # --- the error hook ---

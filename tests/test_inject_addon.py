@@ -128,6 +128,8 @@ async def test_scope_and_exclude_options(addon: Inject) -> None:
         ("affinity_headers", ["X Bad"], "not a valid header name"),
         ("affinity_headers", ["X-Session-Id", "Authorization"], "carries credentials or framing"),
         ("affinity_headers", ["content-length"], "carries credentials or framing"),
+        ("affinity_headers", ["Anthropic-Version"], "carries credentials or framing"),
+        ("affinity_headers", ["X-Amz-Date"], "carries credentials or framing"),
     ],
 )
 def test_invalid_options_are_refused(addon: Inject, option: str, value: object, message: str) -> None:

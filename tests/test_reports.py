@@ -329,6 +329,12 @@ def test_summary_table_of_nothing_shows_na_and_mentions_evictions() -> None:
             "cachepin session=3f2a9c1e-000… turn=4 model=- verdict=error read=- creation=- input=- "
             "output=- status=200 error=overloaded_error",
         ),
+        (
+            Turn(index=5, flow_id="f", started_at=0.0, status=0, stream=True, verdict=Verdict.ERROR,
+                 error="the prompt was: secret plans"),  # fmt: skip
+            "cachepin session=3f2a9c1e-000… turn=5 model=- verdict=error read=- creation=- input=- "
+            "output=- status=0",
+        ),
     ],
 )
 def test_turn_log_line(turn: Turn, expected: str) -> None:

@@ -21,6 +21,7 @@ from cachepin.prices import Cost
 
 REPORT_VERSION = 1
 _NOT_A_TOKEN = re.compile(r"[\s\x00-\x1f\x7f]+")
+_ERROR_KIND = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -239,6 +240,13 @@ def summary_table(ledger: Ledger) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _error_kind(error: str | None) -> str | None:
+    """The provider's error type ("overloaded_error" of "overloaded_error: Overloaded"), never its message:
+    a message may quote the request. None when the error names no type."""
+    kind, colon, _ = (error or "").partition(":")
+    return kind if colon and _ERROR_KIND.fullmatch(kind) else None
+
+
 def turn_log_line(session_id: str, turn: Turn) -> str:
     """The one-line INFO log of a turn, greppable as key=value."""
     parts = [
@@ -256,6 +264,7 @@ def turn_log_line(session_id: str, turn: Turn) -> str:
         parts.append(f"ttft_ms={turn.ttft_ms:.0f}")
     if turn.verdict is Verdict.ERROR:
         parts.append(f"status={turn.status}")
-        if turn.error:  # only its type: a provider's message may quote the request
-            parts.append(f"error={_token(turn.error.split(':', 1)[0][:60])}")
+        kind = _error_kind(turn.error)
+        if kind:
+            parts.append(f"error={kind}")
     return " ".join(parts)
