@@ -306,6 +306,9 @@ def drive(base_url: str, plan: Sequence[Conversation], api_key: str, *, retries:
 
 
 def _progress(text: str) -> None:
+    """Print progress; also where a SIGTERM that some library code swallowed is honoured after all."""
+    if _terminated:
+        raise SystemExit(128 + _terminated[0])
     print(text, end="", flush=True)
 
 
@@ -435,6 +438,9 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(EXIT_RUN_FAILED)
 
 
+_terminated: list[int] = []  # the signal that asked this command to stop, once one did
+
+
 def entry_point(main: Callable[[], int]) -> NoReturn:
     """Run a command's ``main`` so that every child process is stopped however it ends.
 
@@ -443,6 +449,7 @@ def entry_point(main: Callable[[], int]) -> NoReturn:
     """
     def terminate(signum: int, frame: object) -> NoReturn:
         signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        _terminated.append(signum)  # if a finalizer swallows this SystemExit, the next turn raises it again
         sys.exit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)
@@ -452,4 +459,4 @@ def entry_point(main: Callable[[], int]) -> NoReturn:
         print(f"scripts/{Path(sys.argv[0]).stem}: interrupted; every process it started is stopped",
               file=sys.stderr)
         status = 130
-    sys.exit(status)
+    sys.exit(128 + _terminated[0] if _terminated else status)
