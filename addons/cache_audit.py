@@ -25,10 +25,10 @@ from mitmproxy import command, contentviews, ctx, exceptions, http
 
 from cachepin import handover
 from cachepin.dialects import Dialect, dialect_for
-from cachepin.explain import Explainer, Explanation, Snapshot
+from cachepin.explain import Explainer, Snapshot
 from cachepin.extract import Extracted, is_event_stream, usage_from_body
 from cachepin.ledger import Expect, Ledger, Turn, Verdict
-from cachepin.prices import DEFAULT_PRICES, PriceTable, cost, load_prices
+from cachepin.prices import DEFAULT_PRICES, Cost, PriceTable, cost, load_prices
 from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
 from cachepin.reports import write_atomic, write_json_atomic
 from cachepin.session import already_parsed, from_headers, parse_json_object, resolve
@@ -243,7 +243,7 @@ class CacheAudit:
             except OSError as e:
                 logger.error("cachepin audit: cannot append to cache_events %s: %s", ctx.options.cache_events, e)
 
-    def _price(self, turn: Turn):
+    def _price(self, turn: Turn) -> Cost | None:
         return cost(turn.usage(), self.prices) if turn.provider else None
 
     @command.command("cache.report")

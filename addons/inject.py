@@ -186,8 +186,10 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
         return None
     try:
         return flowfilter.parse(spec)
-    except ValueError as e:
-        raise exceptions.OptionsError(f"{option}: invalid filter expression {spec!r}") from None
+    except ValueError:
+        raise exceptions.OptionsError(
+            f"{option}: invalid filter expression {spec!r} (see mitmproxy's filter syntax, e.g. '~d api.example.com')"
+        ) from None
 
 
 def _warn_rejected(resolution: Resolution) -> None:

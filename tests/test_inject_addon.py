@@ -190,7 +190,7 @@ async def test_prompt_cache_key_option(addon: Inject, path: str, body: dict) -> 
 
 async def test_streamed_request_pins_from_headers_only(addon: Inject, caplog) -> None:
     caplog.set_level(logging.WARNING)
-    with taddons.context(addon) as tctx:
+    with taddons.context(addon):
         with_header = make_flow(headers={"x-claude-code-session-id": "cc-9"})
         with_header.request.stream = True
         addon.requestheaders(with_header)
