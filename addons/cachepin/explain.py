@@ -210,7 +210,7 @@ class Explanation:
 
 
 class _Entry(NamedTuple):
-    index: int  # last block the entry covers
+    last: int  # index of the last block the entry covers
     tokens: int
     ttl_s: float
 
@@ -290,10 +290,10 @@ def _check_prefix(turn: _Turn, entries: list[_Entry]) -> _Found:
     prev, cur = turn.prev, turn.cur
     previous = prev.cached_tokens
     common = _common_blocks(prev, cur)
-    if all(entry.index < common for entry in entries):
+    if all(entry.last < common for entry in entries):
         return None
     matched = prev.tokens_before(common)
-    kept = [entry for entry in entries if entry.index < common]
+    kept = [entry for entry in entries if entry.last < common]
     if not prev.explicit and common:  # automatic caching: the shared part of the prompt stays readable
         kept = [_Entry(common - 1, matched, entry.ttl_s) for entry in entries]
     path, change = _first_change(prev, cur, common)
@@ -308,15 +308,15 @@ def _check_lookback(turn: _Turn, entries: list[_Entry]) -> _Found:
     breakpoints = [index for index, _ in turn.cur.entries]
 
     def reachable(entry: _Entry) -> bool:
-        return any(entry.index <= point <= entry.index + LOOKBACK_BLOCKS for point in breakpoints)
+        return any(entry.last <= point <= entry.last + LOOKBACK_BLOCKS for point in breakpoints)
 
     kept = [entry for entry in entries if reachable(entry)]
     if len(kept) == len(entries):
         return None
-    lost = max((entry for entry in entries if not reachable(entry)), key=lambda entry: entry.index)
-    after = [point - lost.index for point in breakpoints if point >= lost.index]
+    lost = max((entry for entry in entries if not reachable(entry)), key=lambda entry: entry.last)
+    after = [point - lost.last for point in breakpoints if point >= lost.last]
     distance = min(after) if after else None
-    path = turn.cur.path(lost.index)
+    path = turn.cur.path(lost.last)
     where = f"{distance} blocks after it" if distance is not None else "none at or after it"
     detail = (
         f"the cached prefix ends at {path} but this request's nearest breakpoint is {where}; "
