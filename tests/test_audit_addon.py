@@ -370,10 +370,16 @@ async def test_an_intercepted_request_is_read_after_its_edit(addon: CacheAudit) 
     assert turns(addon)[0].requested_model == "claude-opus-4-6"
 
 
-async def test_without_the_explainer_a_session_header_spares_the_parse(addon: CacheAudit, monkeypatch) -> None:
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every request body the audit parses, recorded instead of parsed."""
+    bodies: list[bytes] = []
+    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: bodies.append(data))
+    return bodies
+
+
+async def test_without_the_explainer_a_session_header_spares_the_parse(addon: CacheAudit, parsed: list) -> None:
     """The audit alone, cache_explain=false: a client that names its session is never parsed."""
-    parsed: list[bytes] = []
-    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: parsed.append(data))
     case = CASES[0]
     with taddons.context(addon) as tctx:
         tctx.configure(addon, cache_explain=False)
@@ -579,12 +585,8 @@ async def test_routing_miss_is_explained(addon: CacheAudit, caplog) -> None:
     assert "reason=routing (" in caplog.text and "policy" not in caplog.text
 
 
-async def test_without_the_explainer_a_pinned_flow_is_not_parsed(addon: CacheAudit, monkeypatch) -> None:
+async def test_without_the_explainer_a_pinned_flow_is_not_parsed(addon: CacheAudit, parsed: list) -> None:
     """cache_explain=false: with the inject addon's session at hand, nothing needs the request body."""
-    import cache_audit
-
-    parsed: list[bytes] = []
-    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: parsed.append(data))
     case = CASES[0]
     with taddons.context(addon) as tctx:
         tctx.configure(addon, cache_explain=False)
