@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import sys
 import time
 from collections.abc import Sequence
@@ -23,25 +21,29 @@ from typing import NamedTuple
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
 
-from cachepin import handover
-from cachepin.dialects import Dialect, dialect_for
-from cachepin.explain import Explainer, Snapshot
-from cachepin.extract import Extracted, is_event_stream, usage_from_body
-from cachepin.ledger import Expect, Ledger, Turn, Verdict
-from cachepin.prices import DEFAULT_PRICES, Cost, PriceTable, cost, load_prices
-from cachepin.reports import append_line, event_line, junit_xml, report_dict, summary_table, turn_log_line
-from cachepin.reports import write_atomic, write_json_atomic
-from cachepin.session import already_parsed, from_headers, parse_json_object, resolve
-from cachepin.sse import StreamTap
-from cachepin.usage_view import render
+from cachepin import handover, options
+from cachepin.audit import RequestFacts, read_request, record_turn
+from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
+from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.response.extract import Extracted
+from cachepin.response.readers import StreamTap, is_event_stream, usage_from_body
+from cachepin.turns.explain import Explainer
+from cachepin.turns.ledger import Ledger
+from cachepin.turns.models import DEFAULT_PRICES, PriceTable, load_prices
+from cachepin.turns.pricing import Cost, cost
+from cachepin.turns.turn import Turn, Verdict
+from cachepin.turns.verdicts import Expect
+from cachepin.views.content_view import render
+from cachepin.views.files import append_line, write_atomic, write_json_atomic
+from cachepin.views.junit import junit_xml
+from cachepin.views.report import event_line, report_dict
+from cachepin.views.table import summary_table
 
 logger = logging.getLogger(__name__)
 
 EXIT_EXPECTATIONS_FAILED = 3
 MISS_MARK = ":x:"
-UNIDENTIFIED = "unidentified"
 BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
 READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
 
@@ -53,7 +55,7 @@ class CacheAudit:
         self.prices: PriceTable = DEFAULT_PRICES
         self.ledger = Ledger(pricer=self._price)
         self.explainer = Explainer()
-        self.requests: dict[str, _Pending | _Request] = {}  # by flow id, from the request hook to the response
+        self.requests: dict[str, _Pending | RequestFacts] = {}  # by flow id, from the request hook to the response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
     def load(self, loader) -> None:
@@ -100,16 +102,19 @@ class CacheAudit:
                 self.prices = load_prices(ctx.options.cache_prices) if ctx.options.cache_prices else DEFAULT_PRICES
             except ValueError as e:
                 raise exceptions.OptionsError(f"cache_prices: {e}") from None
-        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
-            explainer = _new_explainer()  # validates the options, even when the handed-over one is kept
-            if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
-                self.explainer = explainer
+        try:
+            if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
+                explainer = _new_explainer()  # validates the options, even when the handed-over one is kept
+                if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
+                    self.explainer = explainer
+            for option in ("cache_events", "cache_report", "cache_junit"):
+                if option in updated and getattr(ctx.options, option):
+                    options.writable_file(option, getattr(ctx.options, option))
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
-        for option in ("cache_events", "cache_report", "cache_junit"):
-            if option in updated and getattr(ctx.options, option):
-                _check_writable(option, getattr(ctx.options, option))
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's."""
@@ -132,7 +137,8 @@ class CacheAudit:
             return
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
-        self.requests[flow.id] = _Pending(flow, dialect, already_parsed(unencoded), ctx.options.cache_explain)
+        self.requests[flow.id] = _Pending(flow, dialect, reuse(flow.metadata.get(METADATA_KEY), unencoded),
+                                          ctx.options.cache_explain)
         if len(self.requests) > MAX_PENDING:
             self.requests.pop(next(iter(self.requests)))
         try:
@@ -145,10 +151,10 @@ class CacheAudit:
         if isinstance(pending, _Pending):
             self.requests[flow_id] = pending.read()
 
-    def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> _Request:
+    def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> RequestFacts:
         """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
         read = self.requests.pop(flow.id, None) or _Pending(flow, dialect, None, ctx.options.cache_explain)
-        return read if isinstance(read, _Request) else read.read()
+        return read if isinstance(read, RequestFacts) else read.read()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side.
@@ -202,36 +208,16 @@ class CacheAudit:
         if extracted.warning:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
         request = self._request(flow, dialect)
-        session_id, source = request.session_id, request.source
-        status = flow.response.status_code if flow.response is not None else 0
-        started = flow.request.timestamp_start
-        ttft_ms = (tap.first_byte_at - started) * 1000 if tap is not None and tap.first_byte_at else None
-        ended = flow.response.timestamp_end if flow.response is not None else None
-        turn, failures = self.ledger.record(
-            session_id, source, flow_id=flow.id, started_at=started, status=status,
-            stream=is_event_stream(flow.response.headers.get("content-type", "")) if flow.response else False,
-            usage=extracted.usage, model=request.model, ttft_ms=ttft_ms,
-            duration_ms=(ended - started) * 1000 if ended else None, error=extracted.error,
+        response = flow.response
+        turn, failures, line = record_turn(
+            self.ledger, self.explainer, request, extracted, flow_id=flow.id,
+            started_at=flow.request.timestamp_start, status=response.status_code if response is not None else 0,
+            stream=response is not None and is_event_stream(response.headers.get("content-type", "")),
+            first_byte_at=tap.first_byte_at if tap is not None else None,
+            ended_at=response.timestamp_end if response is not None else None,
         )
-        if turn.ok and request.snapshot is not None:
-            explanation = self.explainer.observe(session_id, request.snapshot, extracted.usage)
-            if explanation is not None:
-                turn.notes = {"miss": {"reason": explanation.reason.value, "detail": explanation.detail,
-                                       "evidence": explanation.evidence}}
-        flow.metadata["cachepin_turn"] = {"session_id": session_id, "turn": turn.index,
+        flow.metadata["cachepin_turn"] = {"session_id": request.session_id, "turn": turn.index,
                                           "verdict": turn.verdict.value}
-        self._report_turn(flow, session_id, source, turn)
-        # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
-        # exit 1: replayed failures are warnings, and done() still exits 3.
-        level = logging.ERROR if flow.live else logging.WARNING
-        for message in failures:
-            logger.log(level, "cachepin audit FAILED: %s", message)
-
-    def _report_turn(self, flow: http.HTTPFlow, session_id: str, source: str, turn: Turn) -> None:
-        line = turn_log_line(session_id, turn)
-        explanation = _explanation(turn)
-        if explanation:
-            line += f" reason={explanation}"
         logger.info(line)
         note = line.removeprefix("cachepin ")
         flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
@@ -239,9 +225,15 @@ class CacheAudit:
             flow.marked = MISS_MARK
         if ctx.options.cache_events:
             try:
-                append_line(ctx.options.cache_events, event_line(session_id, source, turn, self._price))
+                append_line(ctx.options.cache_events, event_line(request.session_id, request.source, turn,
+                                                                 self._price))
             except OSError as e:
                 logger.error("cachepin audit: cannot append to cache_events %s: %s", ctx.options.cache_events, e)
+        # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
+        # exit 1: replayed failures are warnings, and done() still exits 3.
+        level = logging.ERROR if flow.live else logging.WARNING
+        for message in failures:
+            logger.log(level, "cachepin audit FAILED: %s", message)
 
     def _price(self, turn: Turn) -> Cost | None:
         return cost(turn.usage(), self.prices) if turn.provider else None
@@ -281,16 +273,7 @@ class CacheAudit:
             raise SystemExit(EXIT_EXPECTATIONS_FAILED)
 
 
-class _Request(NamedTuple):  # not a dataclass: mitmproxy loads this file outside sys.modules, which those need
-    """What the audit needs of a request: small, so that it can wait for the response (the body cannot)."""
-
-    session_id: str
-    source: str
-    model: str | None
-    snapshot: Snapshot | None  # None when the body is no JSON object
-
-
-class _Pending(NamedTuple):
+class _Pending(NamedTuple):  # not a dataclass: mitmproxy loads this file outside sys.modules, which those need
     """A request not read yet, with the inject addon's parse of its body when it made one."""
 
     flow: http.HTTPFlow
@@ -298,22 +281,13 @@ class _Pending(NamedTuple):
     body: dict | None
     explain: bool  # the miss explainer needs a snapshot of the body's prefix
 
-    def read(self) -> _Request:
-        pinned = _pinned(self.flow)
-        if not self.explain:
-            # Only the session is needed, and the model the response names keys the turns (always the same
-            # name, whether a body was parsed or not): a session id in a header spares the parse.
-            header = from_headers(self.flow.request.headers)
-            if pinned is None and header.session_id is not None:
-                pinned = header.session_id, header.source
-            if pinned is not None:
-                return _Request(*pinned, None, None)
-        body = self.body if self.body is not None else parse_json_object(self.flow.request.get_content(strict=False))
-        session_id, source = pinned or _session(self.flow, body, self.dialect)
-        if not self.explain:
-            return _Request(session_id, source, None, None)
-        snapshot = Snapshot.from_request(self.dialect, body, self.flow.request.timestamp_start) if body else None
-        return _Request(session_id, source, _request_model(body), snapshot)
+    def read(self) -> RequestFacts:
+        request = self.flow.request
+        return read_request(
+            self.dialect, flow_id=self.flow.id, started_at=request.timestamp_start, headers=request.headers,
+            pinned=_pinned(self.flow), explain=self.explain,
+            body=lambda: self.body if self.body is not None else parse_json_object(request.get_content(strict=False)),
+        )
 
 
 class UsageContentview(contentviews.Contentview):
@@ -343,16 +317,11 @@ def _dialect(flow: http.HTTPFlow) -> Dialect | None:
     return dialect_for(flow.request.method, flow.request.path)
 
 
-def _request_model(body: dict | None) -> str | None:
-    """The model the request names; a client may send anything there, and only a string is a name."""
-    model = body.get("model") if body else None
-    return model if isinstance(model, str) else None
-
-
 def _new_explainer() -> Explainer:
     """Remembers the previous request of as many sessions as the ledger holds (two models each: the main
     one and a side one such as a title call's)."""
-    return Explainer(ttl_scale=_ttl_scale(ctx.options.cache_ttl_scale), minimums=_minimums(ctx.options.cache_minimums),
+    return Explainer(ttl_scale=options.ttl_scale(ctx.options.cache_ttl_scale),
+                     minimums=options.minimums(ctx.options.cache_minimums),
                      max_sessions=2 * ctx.options.cache_max_sessions or sys.maxsize)
 
 
@@ -368,47 +337,6 @@ def _pinned(flow: http.HTTPFlow) -> tuple[str, str] | None:
     if isinstance(pinned, dict) and pinned.get("session_id"):
         return pinned["session_id"], pinned.get("source", "")
     return None
-
-
-def _session(flow: http.HTTPFlow, body: dict | None, dialect: Dialect) -> tuple[str, str]:
-    """The session of a flow the inject addon did not pin: the same resolution, done here."""
-    resolution = resolve(flow.request.headers, body, dialect)
-    # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
-    return resolution.session_id or f"{UNIDENTIFIED}:{flow.id}", resolution.source
-
-
-def _explanation(turn: Turn) -> str | None:
-    """The miss reason for the log line and comment, on one line whatever model name an upstream sent."""
-    miss = (turn.notes or {}).get("miss")
-    if not isinstance(miss, dict):
-        return None
-    return _CONTROL.sub(" ", f"{miss['reason']} ({miss['detail']})")
-
-
-def _ttl_scale(text: str) -> float:
-    try:
-        scale = float(text)
-    except ValueError:
-        scale = -1.0
-    if not scale > 0:
-        raise exceptions.OptionsError(f"cache_ttl_scale must be a number > 0, not {text!r}")
-    return scale
-
-
-def _minimums(entries: Sequence[str]) -> dict[str, int]:
-    minimums = {}
-    for entry in entries:
-        model, _, tokens = entry.partition("=")
-        if not model or not tokens.isdigit():
-            raise exceptions.OptionsError(f"cache_minimums: expected MODEL=TOKENS, not {entry!r}")
-        minimums[model.strip()] = int(tokens)
-    return minimums
-
-
-def _check_writable(option: str, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        raise exceptions.OptionsError(f"{option}: cannot write {path!r}: folder {folder!r} missing or read-only")
 
 
 addons = [CacheAudit()]

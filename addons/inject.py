@@ -13,28 +13,22 @@ The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
 from __future__ import annotations
 
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
-from cachepin.body_edit import OPENAI_MAX_KEY_LENGTH, with_prompt_cache_key
-from cachepin.dialects import Dialect, dialect_for
-from cachepin.session import Resolution, from_headers, is_valid_id, parse_json_object, resolve
+from cachepin import options
+
+from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, with_prompt_cache_key
+from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.body import METADATA_KEY, parse_json_object
+from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_HEADERS = ["X-Session-Id", "x-session-affinity"]
 DEFAULT_EXCLUDE = r"~d opencode\.ai"
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_PROTECTED_HEADERS = frozenset({
-    "authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization", "cookie", "host",
-    "content-length", "content-type", "content-encoding", "transfer-encoding", "connection", "keep-alive", "te",
-    "trailer", "upgrade", "expect", "accept-encoding", "anthropic-version", "anthropic-beta",
-    "openai-organization", "openai-project",
-})  # setting one of these to a session id would break the request or overwrite its credentials
-_PROTECTED_PREFIXES = ("x-amz-",)  # AWS signs these (Bedrock)
 _SEEN_LIMIT = 100_000  # sessions remembered for "first request of a session" logging
 
 
@@ -85,15 +79,10 @@ class Inject:
                     "affinity_session must be 1-256 printable ASCII characters without spaces"
                 )
         if "affinity_headers" in updated:
-            names = list(ctx.options.affinity_headers)
-            if not names:
-                raise exceptions.OptionsError("affinity_headers must name at least one header")
-            for name in names:
-                if not _HEADER_NAME.fullmatch(name):
-                    raise exceptions.OptionsError(f"affinity_headers: {name!r} is not a valid header name")
-                if name.lower() in _PROTECTED_HEADERS or name.lower().startswith(_PROTECTED_PREFIXES):
-                    raise exceptions.OptionsError(
-                        f"affinity_headers: {name!r} carries credentials or framing; choose a session header")
+            try:
+                options.session_headers(ctx.options.affinity_headers)
+            except ValueError as e:
+                raise exceptions.OptionsError(str(e)) from None
 
     def in_scope(self, flow: http.HTTPFlow) -> bool:
         if self.exclude is not None and self.exclude(flow):
@@ -126,7 +115,9 @@ class Inject:
         dialect = dialect_for(flow.request.method, flow.request.path)
         body = None
         if "cachepin" not in flow.metadata:
-            body = parse_json_object(flow.request.get_content(strict=False))
+            raw = flow.request.get_content(strict=False)
+            body = parse_json_object(raw)
+            flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
             resolution = resolve(flow.request.headers, body, dialect)
             _warn_rejected(resolution)
             if resolution.session_id is None:
@@ -135,6 +126,12 @@ class Inject:
             self._pin(flow, resolution)
         if ctx.options.affinity_prompt_cache_key and dialect in (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES):
             self._add_prompt_cache_key(flow, body)
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        """The parse left for the audit has served by now: saved flows must not carry the body twice."""
+        flow.metadata.pop(METADATA_KEY, None)
+
+    error = response
 
     def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         session_id = resolution.session_id

@@ -21,7 +21,7 @@ import cache_audit
 from cache_audit import MISS_MARK, CacheAudit
 from cachepin import handover
 from fake_upstream import anthropic_events, chat_chunks, response_object
-from cachepin.sse import StreamTap
+from cachepin.response.readers import StreamTap
 from inject import Inject
 
 SECRET_KEY = "sk-ant-api03-SECRETKEYDONOTLEAK"
@@ -556,7 +556,7 @@ async def test_turn_log_lines_comments_and_marks(addon: CacheAudit, caplog) -> N
     assert flows[0].comment == lines[0].removeprefix("cachepin ")
     assert flows[2].comment == "kept from before\n" + lines[2].removeprefix("cachepin ")
     assert [f.marked for f in flows] == ["", "", MISS_MARK]
-    assert turns(addon)[2].notes["miss"]["reason"] == "no_breakpoint"
+    assert turns(addon)[2].miss.reason == "no_breakpoint"
 
 
 async def test_comment_follows_the_inject_note(addon: CacheAudit) -> None:
@@ -580,8 +580,8 @@ async def test_routing_miss_is_explained(addon: CacheAudit, caplog) -> None:
         await run(tctx, addon,
                   make_flow(case.path, body, response=case.response(0, 3500), headers={"x-session-id": "r"}),
                   make_flow(case.path, body, response=case.response(0, 3500), headers={"x-session-id": "r"}))
-    miss = turns(addon)[1].notes["miss"]
-    assert miss["reason"] == "routing" and miss["evidence"]["prefix_tokens"] > 3000
+    miss = turns(addon)[1].miss
+    assert miss.reason == "routing" and miss.evidence["prefix_tokens"] > 3000
     assert "reason=routing (" in caplog.text and "policy" not in caplog.text
 
 
@@ -595,7 +595,7 @@ async def test_without_the_explainer_a_pinned_flow_is_not_parsed(addon: CacheAud
             flow.metadata["cachepin"] = {"session_id": "pinned", "source": "header:x-session-id", "injected": []}
         await run(tctx, addon, *flows)
     assert parsed == []
-    assert [t.verdict for t in turns(addon)] == ["cold", "miss"] and turns(addon)[1].notes is None
+    assert [t.verdict for t in turns(addon)] == ["cold", "miss"] and turns(addon)[1].miss is None
     assert addon.ledger.sessions[0].session_id == "pinned"
 
 
@@ -834,7 +834,7 @@ async def test_hot_reload_keeps_the_ledger_and_does_not_exit(addon: CacheAudit, 
         assert reloaded.ledger is ledger
         await run(tctx, reloaded, turn_flow(case, 0, 10), turn_flow(case, 10, 0))
     assert verdicts(reloaded) == ["cold", "miss", "miss", "hit"]
-    assert turns(reloaded)[2].notes["miss"]["reason"] == "no_breakpoint"  # compared with the turn before the reload
+    assert turns(reloaded)[2].miss.reason == "no_breakpoint"  # compared with the turn before the reload
     assert json.loads(report.read_text())["ok"] is False  # done() still wrote the report
     assert "exiting with status" not in caplog.text
 

@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 from mitmproxy.test import tflow
 
 from cache_audit import CacheAudit
-from cachepin.reports import junit_xml, report_dict, summary_table
+from cachepin.views.junit import junit_xml
+from cachepin.views.report import report_dict
+from cachepin.views.table import summary_table
 from hostile_upstream import (Action, Close, HostileUpstream, RawRequest, Send, captured_logs, chunk, chunked_head,
                               connections_closed, drive, exchange, harness, level_log_addon, make_request,
                               make_response, problems, response_bytes)

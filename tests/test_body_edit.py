@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cachepin.body_edit import with_prompt_cache_key
+from cachepin.request.body_edit import with_prompt_cache_key
 
 
 @pytest.mark.parametrize(

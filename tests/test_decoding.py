@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachepin.decoding import DecodeError, IncrementalDecoder
+from cachepin.response.decoding import DecodeError, IncrementalDecoder
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -198,7 +198,7 @@ def test_output_up_to_the_cap_is_fine(encoding: str) -> None:
 
 def test_without_a_zstd_module_zstd_is_a_decode_error_not_an_import_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """mitmproxy 12 releases before the backports.zstd switch: the addons still load, zstd bodies warn."""
-    from cachepin import decoding
+    from cachepin.response import decoding
 
     monkeypatch.setattr(decoding, "zstd", None)
     with pytest.raises(DecodeError, match="no zstd decoder"):

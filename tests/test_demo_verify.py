@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import verify
-from cachepin.tokens import estimate_tokens
+from cachepin.request.tokens import estimate_tokens
 from drive import SYSTEM_TOKENS, Target, conversations, system_prompt
 
 pytestmark = pytest.mark.e2e

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cachepin.dialects import Dialect, dialect_for
+from cachepin.request.dialects import Dialect, dialect_for
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachepin.dialects import Dialect
-from cachepin.extract import Extracted, UsageAccumulator, is_event_stream, usage_from_body, usage_from_json
-from cachepin.usage import Usage
+from cachepin.request.dialects import Dialect
+from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
+from cachepin.response.readers import is_event_stream, usage_from_body
+from cachepin.response.usage import Usage
 
 
 def sse(*events: object, event_names: bool = False) -> bytes:

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import gateway_sim as sim  # noqa: E402
-from cachepin.dialects import Dialect  # noqa: E402
+from cachepin.request.dialects import Dialect  # noqa: E402
 from gateway_sim_cache import CacheControlError, CacheRules, CacheUsage, PromptCache, Router  # noqa: E402
 
 CLAUDE = "claude-sonnet-4-6"

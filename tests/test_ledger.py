@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cachepin.ledger import Counts, Expect, Ledger, Turn, Verdict, judge_min_hit, short_id, verdict_for
-from cachepin.usage import Usage
+from cachepin.turns.explain import Explanation, Reason
+
+from cachepin.turns.counts import Counts
+from cachepin.turns.ledger import Ledger, judge_min_hit
+from cachepin.turns.turn import Turn, Verdict
+from cachepin.turns.verdicts import Expect, short_id, verdict_for
+from cachepin.response.usage import Usage
 
 Spec = tuple[int, str | None, Usage | None]  # a turn in a scenario: status, stream error, usage
 
@@ -124,7 +129,7 @@ def test_turn_keeps_what_the_response_said() -> None:
     assert (turn.provider, turn.model) == ("anthropic", "claude-sonnet-4-5-20250929")
     assert (turn.input_tokens, turn.cache_creation_input_tokens, turn.cache_read_input_tokens) == (12, 640, 9000)
     assert (turn.output_tokens, turn.cache_creation_5m, turn.cache_creation_1h) == (85, 0, 640)
-    assert (turn.ttft_ms, turn.duration_ms, turn.error, turn.notes) == (None, 12.5, None, None)
+    assert (turn.ttft_ms, turn.duration_ms, turn.error, turn.miss) == (None, 12.5, None, None)
 
 
 @pytest.mark.parametrize(
@@ -405,12 +410,12 @@ def test_short_id(session_id: str, short: str) -> None:
     assert short_id(session_id) == short
 
 
-def test_notes_can_be_attached_later() -> None:
+def test_a_miss_reason_can_be_attached_later() -> None:
     ledger = Ledger()
     play(ledger, [ok(0)])
     turn = only(ledger)[0]
-    turn.notes = {"cost_usd": 0.0123}
-    assert only(ledger)[0].notes == {"cost_usd": 0.0123}
+    turn.miss = Explanation(Reason.ROUTING, "another account", {"gap_s": 1.0})
+    assert only(ledger)[0].miss == Explanation(Reason.ROUTING, "another account", {"gap_s": 1.0})
 
 
 def test_each_model_has_its_own_cold_first_turn() -> None:

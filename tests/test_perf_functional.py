@@ -16,12 +16,15 @@ from mitmproxy.test import taddons, tflow
 
 import cache_audit
 from cache_audit import CacheAudit
-from cachepin import prefix, session
-from cachepin.dialects import Dialect
-from cachepin.ledger import Ledger, Turn, Verdict
-from cachepin.prefix import prefix_blocks
-from cachepin.session import already_parsed, parse_json_object
-from cachepin.usage import Usage
+from cachepin.audit import RequestFacts
+from cachepin.request import body, prefix
+from cachepin.turns.explain import Explanation, Reason
+from cachepin.request.dialects import Dialect
+from cachepin.turns.ledger import Ledger
+from cachepin.turns.turn import Turn, Verdict
+from cachepin.request.prefix import prefix_blocks
+from cachepin.request.body import parse_json_object, reuse
+from cachepin.response.usage import Usage
 from inject import Inject
 
 
@@ -33,29 +36,27 @@ def fresh(data: bytes) -> bytes:
 # --- one parse per body ---------------------------------------------------------------------------------------
 
 
-def test_the_same_bytes_object_is_parsed_once() -> None:
+def test_a_stashed_parse_serves_the_same_bytes_object() -> None:
     raw = fresh(b'{"model": "m", "messages": []}')
     first = parse_json_object(raw)
     assert first == {"model": "m", "messages": []}
-    assert parse_json_object(raw) is first
-    assert already_parsed(raw) is first
+    assert reuse((raw, first), raw) is first
 
 
 def test_equal_content_in_another_object_is_parsed_again() -> None:
     raw, other = fresh(b'{"a": 1}'), fresh(b'{"a": 1}')
     first = parse_json_object(raw)
-    assert already_parsed(other) is None
+    assert reuse((raw, first), other) is None  # another object: the body was edited since
     second = parse_json_object(other)
     assert second == first and second is not first
-    assert already_parsed(raw) is None  # only the latest body is kept
 
 
 @pytest.mark.parametrize("data", [None, b"", b"not json", b"[1, 2]"])
-def test_already_parsed_never_parses_and_never_invents(data: bytes | None) -> None:
+def test_reuse_never_parses_and_never_invents(data: bytes | None) -> None:
     raw = fresh(data) if data else data
-    assert already_parsed(raw) is None
+    assert reuse((raw, parse_json_object(raw)), raw) is None
     assert parse_json_object(raw) is None
-    assert already_parsed(raw) is None
+    assert reuse(None, raw) is None and reuse((raw,), raw) is None
 
 
 # --- remembered block digests ---------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ FULL = dict(index=3, started_at=1_700_000_000.123456, status=200, stream=True, v
             provider="anthropic", model="claude-sonnet-4-5-20250929", requested_model="claude-sonnet-4-5",
             input_tokens=0, cache_creation_input_tokens=1538, cache_read_input_tokens=2**40, output_tokens=85,
             cache_creation_5m=1538, cache_creation_1h=None, ttft_ms=412.625, duration_ms=None, error=None,
-            notes={"miss": None})
+            miss=None)
 
 
 @pytest.mark.parametrize("flow_id", [str(uuid.uuid4()), "f", "flow-0", str(uuid.uuid4()).upper(),
@@ -169,8 +170,9 @@ def test_turns_compare_and_print_by_their_fields() -> None:
     assert turn == Turn(flow_id=flow_id, **FULL)
     assert turn != Turn(flow_id=flow_id, **{**FULL, "output_tokens": 86})
     assert f"flow_id='{flow_id}'" in repr(turn) and "cache_read_input_tokens=1099511627776" in repr(turn)
-    turn.notes = {"later": 1}
-    assert turn.notes == {"later": 1}
+    miss = Explanation(Reason.ROUTING, "later", {})
+    turn.miss = miss
+    assert turn.miss is miss
 
 
 def test_a_five_turn_session_holds_at_most_2_kb() -> None:
@@ -224,7 +226,7 @@ def compares_next_turn(addon: CacheAudit, body: dict) -> bool:
     answer(flow, read=0)
     addon.response(flow)
     (recorded,) = addon.ledger.sessions
-    return "miss" in (recorded.turns[-1].notes or {})
+    return recorded.turns[-1].miss is not None
 
 
 async def test_the_request_is_read_before_its_response_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +237,7 @@ async def test_the_request_is_read_before_its_response_arrives(monkeypatch: pyte
         addon.request(flow)
         for _ in range(10):
             await asyncio.sleep(0)
-        assert isinstance(addon.requests[flow.id], cache_audit._Request)
+        assert isinstance(addon.requests[flow.id], RequestFacts)
         flow.request.content = b"not the body that was sent"  # read already: this must not matter
         answer(flow, read=0)
         addon.response(flow)
@@ -255,7 +257,7 @@ async def test_a_response_before_the_read_reads_the_request_itself() -> None:
             addon.response(flow)
     (recorded,) = addon.ledger.sessions
     assert [turn.requested_model for turn in recorded.turns] == ["claude-sonnet-4-5"] * 2
-    assert recorded.turns[1].notes["miss"]["reason"] == "below_minimum"  # a short prompt: compared, explained
+    assert recorded.turns[1].miss.reason == "below_minimum"  # a short prompt: compared, explained
     assert not addon.requests
 
 
@@ -275,7 +277,7 @@ async def test_both_addons_parse_a_request_body_once(monkeypatch: pytest.MonkeyP
     flow = llm_flow(anthropic_body(3))  # no session header: inject fingerprints the body
     parsed: list[object] = []
     real_loads = json.loads
-    monkeypatch.setattr(session.json, "loads", lambda data, *a, **k: parsed.append(data) or real_loads(data, *a, **k))
+    monkeypatch.setattr(body.json, "loads", lambda data, *a, **k: parsed.append(data) or real_loads(data, *a, **k))
     with taddons.context(inject, audit) as tctx:
         tctx.configure(audit)
         for hook in ("requestheaders", "request"):

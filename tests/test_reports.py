@@ -10,19 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from cachepin.ledger import Ledger, Turn, Verdict
-from cachepin.prices import Price, PriceTable, cost
-from cachepin.reports import (
-    append_line,
-    event_line,
-    junit_xml,
-    report_dict,
-    summary_table,
-    turn_dict,
-    turn_log_line,
-    write_json_atomic,
-)
-from cachepin.usage import Usage
+from cachepin.turns.explain import Explanation, Reason
+
+from cachepin.turns.ledger import Ledger
+from cachepin.turns.turn import Turn, Verdict
+from cachepin.turns.models import Price, PriceTable
+from cachepin.turns.pricing import cost
+from cachepin.views.files import append_line, write_json_atomic
+from cachepin.views.junit import junit_xml
+from cachepin.views.log_line import turn_log_line
+from cachepin.views.report import event_line, report_dict, turn_dict
+from cachepin.views.table import summary_table
+from cachepin.response.usage import Usage
 
 COUNTS = {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
 TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",
@@ -127,14 +126,15 @@ def test_evicted_sessions_leave_their_failures_and_totals() -> None:
     assert [f["session_id"] for f in report["failures"]] == ["old"]
 
 
-@pytest.mark.parametrize(("notes", "rendered"), [(None, False), ({}, False), ({"miss": {"reason": "ttl"}}, True)])
-def test_notes_are_rendered_only_when_set(notes: dict[str, object] | None, rendered: bool) -> None:
-    turn = Turn(index=1, flow_id="f", started_at=0.0, status=200, stream=False, verdict=Verdict.MISS, notes=notes)
+@pytest.mark.parametrize("miss", [None, Explanation(Reason.TTL_EXPIRED, "gap 400s", {"gap_s": 400.0, "ttl_s": 300.0})])
+def test_notes_are_rendered_only_for_a_miss_reason(miss: Explanation | None) -> None:
+    turn = Turn(index=1, flow_id="f", started_at=0.0, status=200, stream=False, verdict=Verdict.MISS, miss=miss)
     out = turn_dict(turn)
-    assert ("notes" in out) is rendered
+    assert ("notes" in out) is (miss is not None)
     assert set(out) - {"notes"} == TURN_KEYS
-    if rendered:
-        assert out["notes"] == notes
+    if miss is not None:
+        assert out["notes"] == {"miss": {"reason": "ttl_expired", "detail": "gap 400s",
+                                         "evidence": {"gap_s": 400.0, "ttl_s": 300.0}}}
 
 
 # --- event lines --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pytest
 from mitmproxy import exceptions, http
 from mitmproxy.test import tflow
 
-from cachepin import reports
+from cachepin.views import files as reports
 from fake_upstream import FakeUpstream
 from hostile_upstream import (HostileUpstream, RawRequest, Send, TestPKI, captured_logs, client_context, exchange,
                               connections_closed, harness, level_log_addon, make_request, response_bytes,
@@ -258,7 +258,7 @@ def _talk(anthropic_url: str, gemini_url: str) -> None:
 _WRITER = """
 import sys
 sys.path.insert(0, {addons!r})
-from cachepin.reports import append_line, write_json_atomic
+from cachepin.views.files import append_line, write_json_atomic
 report, events = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 n = 0

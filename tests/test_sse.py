@@ -13,10 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cachepin.dialects import Dialect
-from cachepin.extract import Extracted, UsageAccumulator, usage_from_body
-from cachepin.sse import SseScanner, StreamTap
-from cachepin.usage import Usage
+from cachepin.request.dialects import Dialect
+from cachepin.response.extract import Extracted, UsageAccumulator
+from cachepin.response.readers import usage_from_body
+from cachepin.response.readers import StreamTap
+from cachepin.response.sse import SseScanner
+from cachepin.response.usage import Usage
 
 if sys.version_info >= (3, 14):
     from compression import zstd

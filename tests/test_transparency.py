@@ -28,9 +28,9 @@ from mitmproxy import http
 from mitmproxy.test import tflow
 
 from cache_audit import CacheAudit
-from cachepin.body_edit import with_prompt_cache_key
-from cachepin.dialects import Dialect, dialect_for
-from cachepin.extract import usage_from_body
+from cachepin.request.body_edit import with_prompt_cache_key
+from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.response.readers import usage_from_body
 from hostile_upstream import (Close, HostileUpstream, Send, captured_logs, chunk, chunked_head, connections_closed,
                               drive, exchange, harness, level_log_addon, make_request, make_response, problems,
                               response_bytes, run_hook)

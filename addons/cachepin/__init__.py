@@ -1,5 +1,19 @@
 """cachepin: the logic behind the mitmproxy addons, free of mitmproxy imports.
 
 The addons in ``addons/`` are thin adapters; everything here is pure functions
-and small classes so that it can be tested, benchmarked and reused alone.
+and small classes, so that it can be tested, benchmarked and reused alone.
+The packages are the stages of a flow, in the order data moves through them
+(each imports only from the stages before it):
+
+- ``request``: what the client sent: the API dialect, the session, the body
+  parsed once (and edited only where documented), the prefix snapshot.
+- ``response``: what the provider answered: decoding, the SSE scanner, the
+  usage each provider reports, and the readers that drive them.
+- ``turns``: the ledger of turns per session, their verdicts, the reason of a
+  miss, and what each turn cost.
+- ``views``: what people and programs see: log lines, the table, the JSON
+  report and events, JUnit, the mitmweb content view.
+
+``audit`` ties the stages into one turn per response; ``options`` parses the
+addons' option values; ``handover`` keeps state across a hot reload.
 """

@@ -1,4 +1,4 @@
-"""The SSE usage tap: a stream callable that passes every chunk on untouched and reads usage from a copy.
+"""The SSE scanner: finds the few ``data:`` lines of a stream that carry usage or an error.
 
 mitmproxy runs every stream callable on its one event loop, so the tap must
 keep up with the wire: JSON-parsing every event of an Anthropic stream runs at
@@ -8,21 +8,15 @@ handful of events, so the scanner searches the decoded bytes with
 ``ERROR_MARK``) and parses only the complete ``data:`` lines that contain
 one. A mark inside model text costs one needless parse, nothing more.
 
-The same scanner reads buffered and replayed bodies (``usage_from_body``), so
-live and offline figures cannot disagree.
+The same scanner reads live streams and buffered or replayed bodies
+(``readers``), so live and offline figures cannot disagree. It knows nothing
+of providers: the sink it feeds (``extract.UsageAccumulator``) does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import time
-from collections.abc import Callable
 from typing import Protocol
-
-from cachepin.decoding import DecodeError, IncrementalDecoder
-from cachepin.dialects import Dialect
-from cachepin.extract import Extracted, UsageAccumulator
 
 MAX_LINE = 8 * 1024 * 1024
 """Longest SSE line kept across chunks; a longer one is dropped, so a stream's memory stays bounded."""
@@ -155,64 +149,3 @@ class SseScanner:
             self._sink.warn("an SSE data line holding usage or an error is not valid JSON")
             return
         self._sink.feed(event)
-
-
-class StreamTap:
-    """The ``flow.response.stream`` callable of one SSE response.
-
-    It returns each chunk object unchanged and at once, and never raises: an
-    exception in a stream callable makes mitmproxy drop the chunk, corrupting
-    the client's stream. Any failure is recorded as a warning and stops the
-    reading, never the passing on. ``first_byte_at`` serves time to first
-    token.
-    """
-
-    def __init__(
-        self,
-        dialect: Dialect,
-        content_encoding: str = "",
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.first_byte_at: float | None = None
-        self._clock = clock
-        self._accumulator = UsageAccumulator(dialect)
-        self._scanner = SseScanner(self._accumulator)
-        self._decoder: IncrementalDecoder | None = None
-        try:
-            self._decoder = IncrementalDecoder(content_encoding)
-        except DecodeError as exc:
-            self._stop(str(exc))
-
-    @property
-    def result(self) -> Extracted:
-        """What the stream said so far: valid mid-stream and after a cut, not only at the end."""
-        self._safely(self._scanner.flush)
-        return self._accumulator.result
-
-    def __call__(self, chunk: bytes) -> bytes:
-        self._safely(self._take, chunk)
-        return chunk
-
-    def _take(self, chunk: bytes) -> None:
-        if chunk:
-            if self.first_byte_at is None:
-                self.first_byte_at = self._clock()
-            if self._decoder is not None:
-                self._scanner.feed(self._decoder.decode(chunk))
-        elif self._decoder is not None:  # the empty chunk: the end of the stream
-            self._scanner.feed(self._decoder.finish())
-            self._scanner.close()
-
-    def _safely[*Args](self, step: Callable[[*Args], None], *args: *Args) -> None:
-        """Runs one step of the reading; a failure stops the reading and becomes a warning."""
-        try:
-            step(*args)
-        except DecodeError as exc:
-            self._stop(str(exc))
-        except Exception as exc:
-            self._stop(f"usage tap stopped by an internal error ({type(exc).__name__})")
-
-    def _stop(self, warning: str) -> None:
-        self._decoder = None
-        with contextlib.suppress(Exception):
-            self._accumulator.warn(warning)

@@ -13,13 +13,12 @@ never from the host: in reverse mode every gateway has its own host name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from cachepin.dialects import Dialect
-from cachepin.usage import Usage
+from cachepin.request.dialects import Dialect
+from cachepin.response.usage import Usage
 
 ERROR_MARK = b'"error"'
 """Bytes that every error event contains: the key ``"error":`` or the value ``"type":"error"``.
@@ -338,30 +337,3 @@ def usage_from_json(dialect: Dialect, obj: object) -> Extracted:
     for event in obj if isinstance(obj, list) else [obj]:
         accumulator.feed(event)
     return accumulator.result
-
-
-def is_event_stream(content_type: str) -> bool:
-    """Whether a Content-Type names an SSE body: its media type, case-insensitive, parameters ignored."""
-    return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
-
-
-def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extracted:
-    """The usage of a buffered or replayed body, already content-decoded: JSON or SSE."""
-    if is_event_stream(content_type):
-        # Imported here because sse's tap builds on this module; the SSE
-        # scanner is the very one the live tap runs, not a second parser.
-        from cachepin.sse import SseScanner
-
-        accumulator = UsageAccumulator(dialect)
-        scanner = SseScanner(accumulator)
-        scanner.feed(body)
-        scanner.close()
-        return accumulator.result
-    if not body.strip():
-        return Extracted()
-    try:
-        obj = json.loads(body)
-    except (ValueError, RecursionError):
-        kind = content_type.split(";", 1)[0].strip()[:60] or "no content type"
-        return Extracted(warning=f"response body is not JSON ({kind})")
-    return usage_from_json(dialect, obj)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-from cachepin.dialects import Dialect
-from cachepin.extract import is_event_stream, usage_from_body
+from cachepin.request.dialects import Dialect
+from cachepin.response.readers import is_event_stream, usage_from_body
 
 
 def _event_text(event: object) -> str:

@@ -43,17 +43,14 @@ allows ``SLACK_TOKENS`` and ``PARTIAL_RATIO`` of tolerance.
 from __future__ import annotations
 
 import enum
-from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import NamedTuple
 
-from cachepin.dialects import Dialect
-from cachepin.prefix import prefix_blocks
-from cachepin.prices import canonical_model, match_model
-from cachepin.usage import Usage
+from cachepin.request.snapshot import Snapshot
+from cachepin.response.usage import Usage
+from cachepin.turns.models import minimum_tokens
 
 
 class Reason(enum.StrEnum):
@@ -65,35 +62,6 @@ class Reason(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-MINIMUM_TOKENS: Mapping[str, int] = MappingProxyType(
-    {
-        # Anthropic (wire-formats.md 4.1). Sonnet 4.6 was seen caching only from
-        # 2048; the documented 1024 stays until confirmed: override it if needed.
-        "claude-opus-4-6": 4096,
-        "claude-opus-4-5": 4096,
-        "claude-haiku-4-5": 4096,
-        "claude-sonnet-4-6": 1024,
-        "claude-sonnet-4-5": 1024,
-        "claude-opus-4-1": 1024,
-        "claude-opus-4": 1024,
-        "claude-sonnet-4": 1024,
-        "claude-3-7-sonnet": 1024,
-        "claude-3-5-haiku": 2048,
-        "claude-3-haiku": 2048,
-        # OpenAI caches any model's prompt from 1024 tokens (4.2).
-        "gpt-*": 1024,
-        "o1*": 1024,
-        "o3*": 1024,
-        "o4*": 1024,
-        # Gemini (1024-4096 by model and docs version) and DeepSeek are left
-        # out: an unknown model gets no below_minimum judgement at all.
-    }
-)
-"""Smallest cacheable prefix per model, in tokens; matched like prices (``prices.match_model``)."""
-
-TTL_5M = 300.0
-TTL_1H = 3600.0
-TTL_24H = 86400.0  # OpenAI prompt_cache_retention "24h"
 LOOKBACK_BLOCKS = 20  # Anthropic checks about 20 blocks before a breakpoint for an entry
 PARTIAL_RATIO = 0.9
 SLACK_TOKENS = 128  # estimate error, and OpenAI's 128-token read granularity
@@ -101,8 +69,6 @@ ROUTING_HINT = (
     "pin the session to one upstream account: run addons/inject.py (session-affinity headers and "
     "prompt_cache_key) or set the gateway's session-affinity header"
 )
-
-_MARKER_DIALECTS = frozenset({Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE})
 
 
 def clearly_below(read: int, expected: int) -> bool:
@@ -114,87 +80,6 @@ def clearly_below(read: int, expected: int) -> bool:
     little short of the estimate is still a full hit.
     """
     return read < PARTIAL_RATIO * expected - SLACK_TOKENS
-
-
-def _ttl_seconds(marker: object) -> float:
-    return TTL_1H if isinstance(marker, dict) and marker.get("ttl") == "1h" else TTL_5M
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Snapshot:
-    """A text-free summary of one request: just enough to compare the next turn with it.
-
-    About 20 bytes per block plus its path: digests are packed into one bytes
-    object, token estimates into an array, paths into one string (paths are
-    built from keys and indexes, never from prompt text).
-    """
-
-    model: str | None
-    at: float  # when the request was sent, in seconds (any clock, as long as it is the same for a session)
-    explicit: bool  # caching needs cache_control markers (Anthropic); else the provider caches any prefix
-    marked: bool  # some cache_control is present, on a block or top-level (automatic mode)
-    digests: bytes  # 16 bytes per block, in cache order
-    ends: array[int]  # running token estimate at the end of each block
-    paths: str  # the blocks' JSON paths, joined by newlines
-    entries: tuple[tuple[int, float], ...]  # (last block index, TTL seconds) of what the request caches
-
-    @classmethod
-    def from_request(cls, dialect: Dialect, body: dict, at: float) -> Snapshot:
-        """Summarise ``body`` (a request of ``dialect``) sent at time ``at``.
-
-        Anthropic caches up to each breakpoint; top-level ``cache_control``
-        (automatic mode) puts one on the last block. Other dialects cache
-        automatically: one entry over the whole prompt, kept 5 min, or 24 h
-        with OpenAI's ``prompt_cache_retention: "24h"``. Dialects without a
-        known layout (Bedrock Converse) give an empty snapshot.
-        """
-        blocks = prefix_blocks(dialect, body)
-        explicit = dialect in _MARKER_DIALECTS
-        top = body.get("cache_control")
-        ttls: dict[int, float] = {}
-        last = len(blocks) - 1
-        if explicit:
-            for index, block in enumerate(blocks):
-                if block.breakpoint:
-                    ttls[index] = TTL_1H if block.ttl == "1h" else TTL_5M
-            if isinstance(top, dict) and blocks:
-                ttls[last] = max(ttls.get(last, 0.0), _ttl_seconds(top))
-        elif blocks:
-            ttls[last] = TTL_24H if body.get("prompt_cache_retention") == "24h" else TTL_5M
-        ends = array("I")
-        total = 0
-        for block in blocks:
-            total += block.tokens
-            ends.append(total)
-        model = body.get("model")
-        return cls(
-            model=model if isinstance(model, str) else None,
-            at=at,
-            explicit=explicit,
-            marked=isinstance(top, dict) or any(block.breakpoint for block in blocks),
-            digests=b"".join(block.digest for block in blocks),
-            ends=ends,
-            paths="\n".join(block.path for block in blocks),
-            entries=tuple(sorted(ttls.items())),
-        )
-
-    def __len__(self) -> int:
-        return len(self.ends)
-
-    def digest(self, index: int) -> bytes:
-        return self.digests[16 * index : 16 * index + 16]
-
-    def path(self, index: int) -> str:
-        return self.paths.split("\n")[index]
-
-    def tokens_before(self, index: int) -> int:
-        """Estimated tokens of the blocks before ``index``."""
-        return self.ends[index - 1] if index > 0 else 0
-
-    @property
-    def cached_tokens(self) -> int:
-        """Estimated tokens this request leaves cached (up to its last entry)."""
-        return self.ends[self.entries[-1][0]] if self.entries else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,20 +108,6 @@ class _Turn:
     gap: float
     model: str | None
     minimum: int | None
-
-
-def minimum_tokens(model: str | None, overrides: Mapping[str, int] | None = None) -> int | None:
-    """The smallest cacheable prefix of ``model``; None when unknown (no judgement then).
-
-    Any matching override beats the built-in table, even a broad ``claude*``
-    against a built-in exact id: overrides describe the upstream actually used.
-    """
-    for source in (overrides or {}, MINIMUM_TOKENS):
-        table = {canonical_model(name): tokens for name, tokens in source.items()}
-        key = match_model(model, table)
-        if key is not None:
-            return table[key]
-    return None
 
 
 def _expected(turn: _Turn, entries: list[_Entry]) -> int:

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from cachepin.dialects import Dialect
-from cachepin.tokens import estimate_tokens
+from cachepin.request.dialects import Dialect
+from cachepin.request.tokens import estimate_tokens
 
 
 @dataclass(frozen=True, slots=True)

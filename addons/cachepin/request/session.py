@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from cachepin.dialects import Dialect
+from cachepin.request.dialects import Dialect
 
 # Header names clients and gateways use for a session id, in priority order.
 SESSION_HEADERS: tuple[str, ...] = (
@@ -191,32 +191,3 @@ _STABLE_START = {
     Dialect.OPENAI_RESPONSES: _openai_responses_start,
     Dialect.GEMINI: _gemini_start,
 }
-
-
-_latest: tuple[bytes, dict | None] | None = None  # the last body parsed, and what it parsed to
-
-
-def parse_json_object(data: bytes | None) -> dict | None:
-    """The body as a JSON object, or None: a body we cannot read identifies nothing.
-
-    Both addons read each request body, and parsing a 500 KB agent request
-    takes over a millisecond of mitmproxy's one event loop. So the latest
-    result is kept and returned again for the very same bytes object (mitmproxy
-    hands out one object per unchanged body). The dict is shared: do not modify it.
-    """
-    global _latest
-    if not data:
-        return None
-    if _latest is not None and _latest[0] is data:
-        return _latest[1]
-    try:
-        parsed = json.loads(data)
-    except (ValueError, RecursionError):
-        parsed = None
-    _latest = (data, parsed if isinstance(parsed, dict) else None)
-    return _latest[1]
-
-
-def already_parsed(data: bytes | None) -> dict | None:
-    """What ``parse_json_object`` last returned for this very ``data``, without parsing; else None."""
-    return _latest[1] if _latest is not None and data and _latest[0] is data else None

@@ -1,9 +1,7 @@
-"""Token prices, and what a turn cost with and without the prompt cache.
+"""What cachepin knows per model: token prices and the smallest cacheable prefix.
 
-The point of pinning a session is money: a cache read costs a tenth of fresh
-input on Anthropic, a write costs more. Pricing each turn twice, as billed and
-as if nothing had been cached, turns the hit rate into a saving (which is
-negative on a cold turn, because writes carry a surcharge).
+Both tables are matched the same way (``match_model``: dated ids, provider
+prefixes and ``*`` wildcards), so a model is known to both or to neither.
 
 Prices change more often than code, so the built-in table is only a starting
 point: a JSON file (the ``cache_prices`` option) overrides or adds models, and
@@ -23,8 +21,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 
-from cachepin.usage import Usage
 
 @dataclass(frozen=True, slots=True)
 class Price:
@@ -230,56 +228,42 @@ def load_prices(path: str | Path, base: PriceTable = DEFAULT_PRICES) -> PriceTab
     return base.merged(data, source=source)
 
 
-@dataclass(frozen=True, slots=True)
-class Cost:
-    """What a turn (or a sum of turns) cost in USD, as billed and as if nothing had been cached.
+MINIMUM_TOKENS: Mapping[str, int] = MappingProxyType(
+    {
+        # Anthropic (wire-formats.md 4.1). Sonnet 4.6 was seen caching only from
+        # 2048; the documented 1024 stays until confirmed: override it if needed.
+        "claude-opus-4-6": 4096,
+        "claude-opus-4-5": 4096,
+        "claude-haiku-4-5": 4096,
+        "claude-sonnet-4-6": 1024,
+        "claude-sonnet-4-5": 1024,
+        "claude-opus-4-1": 1024,
+        "claude-opus-4": 1024,
+        "claude-sonnet-4": 1024,
+        "claude-3-7-sonnet": 1024,
+        "claude-3-5-haiku": 2048,
+        "claude-3-haiku": 2048,
+        # OpenAI caches any model's prompt from 1024 tokens (4.2).
+        "gpt-*": 1024,
+        "o1*": 1024,
+        "o3*": 1024,
+        "o4*": 1024,
+        # Gemini (1024-4096 by model and docs version) and DeepSeek are left
+        # out: an unknown model gets no below_minimum judgement at all.
+    }
+)
+"""Smallest cacheable prefix per model, in tokens; matched like prices (``prices.match_model``)."""
 
-    Kept unrounded; round only for presentation (``as_dict``).
+
+def minimum_tokens(model: str | None, overrides: Mapping[str, int] | None = None) -> int | None:
+    """The smallest cacheable prefix of ``model``; None when unknown (no judgement then).
+
+    Any matching override beats the built-in table, even a broad ``claude*``
+    against a built-in exact id: overrides describe the upstream actually used.
     """
-
-    billed: float
-    uncached: float
-
-    @property
-    def saving(self) -> float:
-        """What the cache saved; negative when writes cost more than reads saved."""
-        return self.uncached - self.billed
-
-    def as_dict(self, digits: int = 6) -> dict[str, float]:
-        """The three figures rounded for a report, an event or a log line."""
-        return {
-            "billed": round(self.billed, digits),
-            "uncached": round(self.uncached, digits),
-            "saving": round(self.saving, digits),
-        }
-
-
-def cost(usage: Usage | None, table: PriceTable = DEFAULT_PRICES) -> Cost | None:
-    """The cost of one response, or None for an unknown model or a response without usage.
-
-    Counts are additive (Anthropic semantics): ``input_tokens`` excludes the
-    cache, so OpenAI's inclusive ``prompt_tokens`` must arrive normalised.
-    Cache writes are priced by their TTL split when the provider reports one;
-    creation tokens outside the split are priced as 5 min writes. Without the
-    cache, every read and written token would have been plain input.
-    """
-    if usage is None:
-        return None
-    counts = (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens, usage.output_tokens)
-    price = table.get(usage.model)
-    if price is None or all(count is None for count in counts):
-        return None
-    fresh, created, read, output = (count or 0 for count in counts)
-    one_hour = usage.cache_creation_1h or 0
-    created = max(created, (usage.cache_creation_5m or 0) + one_hour)
-    five_min = created - one_hour
-    billed = (
-        fresh * price.input
-        + read * price.cache_read
-        + five_min * price.cache_write_5m
-        + one_hour * price.cache_write_1h
-        + output * price.output
-    )
-    uncached = (fresh + read + created) * price.input + output * price.output
-    return Cost(billed / 1e6, uncached / 1e6)
-
+    for source in (overrides or {}, MINIMUM_TOKENS):
+        table = {canonical_model(name): tokens for name, tokens in source.items()}
+        key = match_model(model, table)
+        if key is not None:
+            return table[key]
+    return None

@@ -1,0 +1,105 @@
+"""From what a flow said to a turn of its session: the audit's policy, free of mitmproxy.
+
+The audit addon only adapts hooks to these two steps: ``read_request`` when
+the request has gone upstream (what the request says: session, model, prefix
+snapshot), ``record_turn`` when the response has ended or failed (the turn,
+its miss reason, the failures it caused and its log line). Keeping the policy
+here lets it be tested, and benchmarked, without a proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from cachepin.request.dialects import Dialect
+from cachepin.request.session import from_headers, resolve
+from cachepin.request.snapshot import Snapshot
+from cachepin.response.extract import Extracted
+from cachepin.turns.explain import Explainer
+from cachepin.turns.ledger import Ledger
+from cachepin.turns.turn import Turn
+from cachepin.views.log_line import turn_log_line
+
+UNIDENTIFIED = "unidentified"
+
+
+class RequestFacts(NamedTuple):
+    """What the audit needs of a request: small, so that it can wait for the response (the body cannot)."""
+
+    session_id: str
+    source: str
+    model: str | None
+    snapshot: Snapshot | None  # None when the body is no JSON object, or nothing is explained
+
+
+class Recorded(NamedTuple):
+    turn: Turn
+    failures: list[str]  # expectations this turn failed, new ones only
+    log_line: str
+
+
+def read_request(
+    dialect: Dialect,
+    *,
+    flow_id: str,
+    started_at: float,
+    headers: Mapping[str, str],
+    pinned: tuple[str, str] | None,
+    body: Callable[[], dict | None],
+    explain: bool,
+) -> RequestFacts:
+    """The session, model and prefix snapshot of one request.
+
+    ``pinned`` is the session the inject addon resolved; ``body`` parses (or
+    reuses a parse of) the request body, and is only called when needed.
+    Without the explainer only the session is needed, and the model the
+    response names keys the turns (always the same name, whether a body was
+    parsed or not): a session id in a header spares the parse.
+    """
+    if not explain:
+        header = from_headers(headers)
+        if pinned is None and header.session_id is not None:
+            pinned = header.session_id, header.source
+        if pinned is not None:
+            return RequestFacts(*pinned, None, None)
+    parsed = body()
+    if pinned is None:
+        resolution = resolve(headers, parsed, dialect)
+        # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
+        pinned = resolution.session_id or f"{UNIDENTIFIED}:{flow_id}", resolution.source
+    if not explain:
+        return RequestFacts(*pinned, None, None)
+    snapshot = Snapshot.from_request(dialect, parsed, started_at) if parsed else None
+    return RequestFacts(*pinned, _request_model(parsed), snapshot)
+
+
+def record_turn(
+    ledger: Ledger,
+    explainer: Explainer,
+    request: RequestFacts,
+    extracted: Extracted,
+    *,
+    flow_id: str,
+    started_at: float,
+    status: int,
+    stream: bool,
+    first_byte_at: float | None,
+    ended_at: float | None,
+) -> Recorded:
+    """Adds one response to the ledger, explains it against the thread's previous request, and words it."""
+    turn, failures = ledger.record(
+        request.session_id, request.source, flow_id=flow_id, started_at=started_at, status=status, stream=stream,
+        usage=extracted.usage, model=request.model,
+        ttft_ms=(first_byte_at - started_at) * 1000 if first_byte_at else None,
+        duration_ms=(ended_at - started_at) * 1000 if ended_at else None, error=extracted.error,
+    )
+    if turn.ok and request.snapshot is not None:
+        turn.miss = explainer.observe(request.session_id, request.snapshot, extracted.usage)
+    return Recorded(turn, failures, turn_log_line(request.session_id, turn))
+
+
+def _request_model(body: dict | None) -> str | None:
+    """The model the request names; a client may send anything there, and only a string is a name."""
+    model = body.get("model") if body else None
+    return model if isinstance(model, str) else None

@@ -1,0 +1,255 @@
+"""The cache ledger: every LLM response as a turn of its session, with a verdict.
+
+Providers report per response how much of the prompt they wrote to and read
+from their cache; only grouped by session do those figures say whether the
+cache works (the first turn of a session has to write, every later one should
+read). The ledger keeps the turns, judges the expectations CI sets (``warm``
+at once per turn, ``min_hit`` over whole sessions) and keeps running totals,
+so that it can evict old sessions and still report the whole run.
+
+Memory matters because a proxy runs for days: turns are packed (about 270
+bytes each, ``packing``) and sessions slotted, session sums are computed on
+demand instead of stored, and ``max_sessions`` bounds what is held.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from cachepin.response.usage import Usage
+from cachepin.turns.counts import Counts, Pricer
+from cachepin.turns.turn import Turn, Verdict
+from cachepin.turns.verdicts import Expect, Failure, figure_text, short_id, verdict_for, warm_failure
+
+_MAX_SHARED_NAMES = 1024
+
+
+@dataclass(slots=True)
+class Session:
+    """One conversation's turns. Its sums are computed from the turns when asked, not stored:
+    reports are rare, sessions are many."""
+
+    session_id: str
+    source: str  # how the session id was found (header, body field, ...), as first seen
+    seq: int  # creation order: the LRU order of the ledger is not the order to report in
+    turns: list[Turn] = field(default_factory=list)
+    min_hit_failure: Failure | None = None  # as of the last finalize(); it may recover
+
+    def ok_turns(self) -> Iterator[Turn]:
+        return (turn for turn in self.turns if turn.ok)
+
+    def is_first_of(self, cache_key: str | None) -> bool:
+        """No successful turn of ``model`` yet: the next one may be cold.
+
+        Per model, because each model has its own cache: a client's side call on
+        another model (opencode's title call, Claude Code's Haiku requests) must
+        not make the main model's first turn look like a miss, nor the reverse.
+        Error turns do not count: a failed request cached nothing.
+        """
+        return not any(turn.ok and turn.cache_key == cache_key for turn in self.turns)
+
+    def later_ok_turns(self) -> tuple[list[Turn], list[Turn]]:
+        """The successful turns split into each model's first and the later ones."""
+        seen: set[str | None] = set()
+        firsts: list[Turn] = []
+        later: list[Turn] = []
+        for turn in self.ok_turns():
+            (later if turn.cache_key in seen else firsts).append(turn)
+            seen.add(turn.cache_key)
+        return firsts, later
+
+    def counts(self, pricer: Pricer | None = None) -> Counts:
+        return Counts.of(self.ok_turns(), pricer)
+
+
+def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, object]:
+    """A Turn's provider and counts from ``usage`` (none when the response reported no usage)."""
+    if usage is None:
+        return {}
+    return {"provider": shared(usage.provider), "input_tokens": usage.input_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens, "output_tokens": usage.output_tokens,
+            "cache_creation_5m": usage.cache_creation_5m, "cache_creation_1h": usage.cache_creation_1h}
+
+
+def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
+    """The session's failure against ``min_hit`` percent, over its successful turns after the first.
+
+    The first turn (of each model) has to write the cache, so it is left out;
+    a session with no later turn is not judged. The comparison is in integers,
+    so a ratio exactly at the threshold passes.
+    """
+    firsts, later_turns = session.later_ok_turns()
+    if min_hit <= 0 or not later_turns:
+        return None
+    counts = Counts.of(later_turns)
+    read = counts.cache_read_input_tokens
+    later = len(later_turns)
+    after = f"turn {firsts[0].index}" if len(firsts) == 1 else f"the first turn of each of {len(firsts)} models"
+    where = f"after {after} ({later} later turn{'s' * (later != 1)})"
+    session_name = f"session {short_id(session.session_id)}"
+    if read is None:
+        message = f"{session_name}: min_hit {min_hit}% not met {where}: the provider reports no cache figures"
+    elif counts.ratio_base == 0:
+        message = f"{session_name}: min_hit {min_hit}% not met {where}: no input tokens reported"
+    elif read * 100 >= min_hit * counts.ratio_base:
+        return None
+    else:
+        percent = read * 1000 // counts.ratio_base / 10  # floored: 49.96 % must not print as 50.0
+        message = (
+            f"{session_name}: hit ratio {percent}% {where} is below min_hit {min_hit}% "
+            f"(read {read}, creation {figure_text(counts.cache_creation_input_tokens)}, "
+            f"input {figure_text(counts.input_tokens)})"
+        )
+    return Failure(session.session_id, None, message)
+
+
+class Ledger:
+    """All turns of a run, grouped by session, with the failures of the expectations.
+
+    Not thread-safe: mitmproxy calls addons from one event loop.
+    """
+
+    def __init__(self, expect: str = "off", min_hit: int = 0, max_sessions: int = 0,
+                 pricer: Pricer | None = None) -> None:
+        if not 0 <= min_hit <= 100:
+            raise ValueError(f"min_hit must be a percentage 0..100, not {min_hit}")
+        if max_sessions < 0:
+            raise ValueError(f"max_sessions must be >= 0 (0 = unlimited), not {max_sessions}")
+        self.expect = Expect(expect)
+        self.min_hit = min_hit
+        self.max_sessions = max_sessions
+        self.pricer = pricer  # prices each turn as it is added, so totals keep evicted sessions' cost
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every session, turn, total and failure; the expectations stay."""
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._totals = Counts()
+        self._failures: list[Failure] = []  # final ones: warm failures, min_hit of evicted sessions
+        self._names: dict[str, str] = {}
+        self._next_seq = 0
+        self.evicted = 0
+
+    @property
+    def sessions(self) -> list[Session]:
+        """Sessions held in memory, in the order they first appeared."""
+        return sorted(self._sessions.values(), key=lambda session: session.seq)
+
+    @property
+    def totals(self) -> Counts:
+        """Running totals over every successful turn, evicted sessions included."""
+        return self._totals
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Final failures in the order found, then the sessions' current min_hit failures."""
+        pending = [s.min_hit_failure for s in self.sessions if s.min_hit_failure is not None]
+        return [*self._failures, *pending]
+
+    def failure_messages(self) -> dict[str, list[str]]:
+        """The failure messages of each session that failed, by full session id."""
+        grouped: dict[str, list[str]] = {}
+        for failure in self.failures:
+            grouped.setdefault(failure.session_id, []).append(failure.message)
+        return grouped
+
+    @property
+    def ok(self) -> bool:
+        """No expectation failed (min_hit as of the last ``finalize()``)."""
+        return not self._failures and all(s.min_hit_failure is None for s in self._sessions.values())
+
+    def record(
+        self,
+        session_id: str,
+        source: str,
+        *,
+        flow_id: str,
+        started_at: float,
+        status: int,
+        stream: bool,
+        usage: Usage | None,
+        model: str | None,
+        ttft_ms: float | None,
+        duration_ms: float | None,
+        error: str | None = None,
+    ) -> tuple[Turn, list[str]]:
+        """Add a response to its session; returns the turn and the failure messages it caused.
+
+        The messages are new ones only (a warm miss, or min_hit of a session
+        evicted to make room), so the caller can log each once, right away.
+        ``model`` is what the request asked for; the model the response names
+        wins, since that is what served (and cached) the turn.
+        """
+        new: list[str] = []
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = Session(session_id, source, self._next_seq)
+            self._next_seq += 1
+            self._sessions[session_id] = session
+            if self.max_sessions and len(self._sessions) > self.max_sessions:
+                new += self._evict_oldest()
+        else:
+            self._sessions.move_to_end(session_id)
+        served = (usage.model if usage is not None else None) or model
+        cache_key = model or served  # the client's own name stays the same on every turn; a response may date it
+        first = session.is_first_of(cache_key)
+        turn = Turn(
+            index=len(session.turns) + 1,
+            flow_id=flow_id,
+            started_at=started_at,
+            status=status,
+            stream=stream,
+            verdict=verdict_for(status=status, error=error, usage=usage, first=first),
+            model=self._shared(served),
+            requested_model=self._shared(model),
+            ttft_ms=ttft_ms,
+            duration_ms=duration_ms,
+            error=error,
+            **_usage_fields(usage, self._shared),
+        )
+        session.turns.append(turn)
+        if turn.ok:
+            self._totals.add(turn, self.pricer(turn) if self.pricer else None)
+            if self.expect is Expect.WARM and not first and turn.verdict is not Verdict.HIT:
+                failure = warm_failure(session_id, turn)
+                self._failures.append(failure)
+                new.append(failure.message)
+        return turn, new
+
+    def finalize(self) -> list[str]:
+        """Judge min_hit over the sessions as they stand; returns the messages of newly failing ones.
+
+        Run it at report time and at shutdown. Calling it again records no
+        duplicates; a session that recovered since (more hits) passes again.
+        """
+        new: list[str] = []
+        for session in self.sessions:
+            failure = judge_min_hit(session, self.min_hit)
+            if failure is not None and session.min_hit_failure is None:
+                new.append(failure.message)
+            session.min_hit_failure = failure
+        return new
+
+    def _evict_oldest(self) -> list[str]:
+        """Drop the least recently used session; its min_hit judgement becomes final."""
+        _, session = self._sessions.popitem(last=False)
+        self.evicted += 1
+        failure = judge_min_hit(session, self.min_hit)
+        if failure is None:
+            return []
+        self._failures.append(failure)
+        return [] if session.min_hit_failure is not None else [failure.message]
+
+    def _shared(self, name: str | None) -> str | None:
+        """One string object per model/provider name instead of one per turn (~70 bytes each).
+
+        Bounded, so that an upstream inventing names cannot grow it.
+        """
+        if name is None:
+            return None
+        if len(self._names) < _MAX_SHARED_NAMES:
+            return self._names.setdefault(name, name)
+        return self._names.get(name, name)
