@@ -16,8 +16,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import cast
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
 
@@ -26,10 +26,10 @@ from cachepin.audit import RequestFacts, read_request, record_turn
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.extract import Extracted
-from cachepin.response.readers import StreamTap, is_event_stream, usage_from_body
+from cachepin.response.readers import StreamTap, is_bedrock_event_stream, is_event_stream, usage_of_response
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
-from cachepin.turns.models import DEFAULT_PRICES, PriceTable, load_prices
+from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 from cachepin.turns.pricing import Cost, cost
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 EXIT_EXPECTATIONS_FAILED = 3
 MISS_MARK = ":x:"
-BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
 MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
 READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
 
@@ -55,63 +54,30 @@ class CacheAudit:
         self.prices: PriceTable = DEFAULT_PRICES
         self.ledger = Ledger(pricer=self._price)
         self.explainer = Explainer()
-        self.requests: dict[str, _Pending | RequestFacts] = {}  # by flow id, from the request hook to the response
+        self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
     def load(self, loader) -> None:
-        loader.add_option("cache_expect", str, "off",
-                          "'warm': every turn after a session's first must read from the cache.",
-                          choices=["off", "warm"])
-        loader.add_option("cache_min_hit", int, 0,
-                          "Percent 0-100: each session's hit ratio over its turns after the first must reach it.")
-        loader.add_option("cache_events", str, "", "Append one JSON line per completed turn to this file.")
-        loader.add_option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.")
-        loader.add_option("cache_junit", str, "",
-                          "Write JUnit XML (one test case per session) here at shutdown and on cache.report.")
-        loader.add_option("cache_max_sessions", int, 10_000,
-                          "Sessions held in memory (0 = unlimited); older ones still count in totals.")
-        loader.add_option("cache_prices", str, "",
-                          "JSON file of model prices (USD per million tokens) merged over the built-in table.")
-        loader.add_option("cache_ttl_scale", str, "1",
-                          "Multiply cache TTLs by this factor when explaining misses (for simulators that "
-                          "shrink time).")
-        loader.add_option("cache_explain", bool, True,
-                          "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request "
-                          "body; turn off for the most throughput (then a request whose session id is in a header "
-                          "is never parsed by the audit, and turns are grouped by the model the response names).")
-        loader.add_option("cache_minimums", Sequence[str], [],
-                          "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), "
-                          "overriding the built-in table when explaining misses.")
+        for option in options.AUDIT:
+            loader.add_option(option.name, option.typespec, option.default, option.help, option.choices)
         stashed = handover.take((id(ctx.master), self.name))
         if stashed is not None:  # a hot reload: keep what the old instance counted
-            self.ledger, self.explainer = stashed
+            self.ledger, self.explainer = cast(tuple[Ledger, Explainer], stashed)
             self.ledger.pricer = self._price
             self.explainer_handed_over = True
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
         keep_explainer, self.explainer_handed_over = self.explainer_handed_over, False
-        if "cache_expect" in updated and ctx.options.cache_expect not in tuple(Expect):
-            raise exceptions.OptionsError(f"cache_expect must be 'off' or 'warm', not {ctx.options.cache_expect!r}")
-        if "cache_min_hit" in updated and not 0 <= ctx.options.cache_min_hit <= 100:
-            raise exceptions.OptionsError(f"cache_min_hit must be 0-100, not {ctx.options.cache_min_hit}")
-        if "cache_max_sessions" in updated and ctx.options.cache_max_sessions < 0:
-            raise exceptions.OptionsError("cache_max_sessions must be >= 0 (0 = unlimited)")
-        if "cache_prices" in updated:
-            try:
-                self.prices = load_prices(ctx.options.cache_prices) if ctx.options.cache_prices else DEFAULT_PRICES
-            except ValueError as e:
-                raise exceptions.OptionsError(f"cache_prices: {e}") from None
         try:
-            if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
-                explainer = _new_explainer()  # validates the options, even when the handed-over one is kept
-                if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
-                    self.explainer = explainer
-            for option in ("cache_events", "cache_report", "cache_junit"):
-                if option in updated and getattr(ctx.options, option):
-                    options.writable_file(option, getattr(ctx.options, option))
+            options.check(options.AUDIT, updated, lambda name: getattr(ctx.options, name))
+            if "cache_prices" in updated:
+                self.prices = options.price_table(ctx.options.cache_prices)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
+        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
+            if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
+                self.explainer = _new_explainer()
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
@@ -137,8 +103,7 @@ class CacheAudit:
             return
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
-        self.requests[flow.id] = _Pending(flow, dialect, reuse(flow.metadata.get(METADATA_KEY), unencoded),
-                                          ctx.options.cache_explain)
+        self.requests[flow.id] = _request_reader(flow, dialect, reuse(flow.metadata.get(METADATA_KEY), unencoded))
         if len(self.requests) > MAX_PENDING:
             self.requests.pop(next(iter(self.requests)))
         try:
@@ -148,13 +113,13 @@ class CacheAudit:
 
     def _read_request(self, flow_id: str) -> None:
         pending = self.requests.get(flow_id)
-        if isinstance(pending, _Pending):
-            self.requests[flow_id] = pending.read()
+        if callable(pending):
+            self.requests[flow_id] = pending()
 
     def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> RequestFacts:
         """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
-        read = self.requests.pop(flow.id, None) or _Pending(flow, dialect, None, ctx.options.cache_explain)
-        return read if isinstance(read, RequestFacts) else read.read()
+        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None)
+        return read() if callable(read) else read
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side.
@@ -170,26 +135,18 @@ class CacheAudit:
         if is_event_stream(content_type) and flow.response.stream in (False, True):
             flow.response.stream = StreamTap(dialect, flow.response.headers.get("content-encoding", ""),
                                              clock=time.time)
-        elif content_type.lower().startswith(BEDROCK_EVENT_STREAM) and not flow.response.stream:
+        elif is_bedrock_event_stream(content_type) and not flow.response.stream:
             flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
         dialect = _dialect(flow)
         if dialect is None or flow.response is None:
             return
-        tap = _tap(flow)
-        content_type = flow.response.headers.get("content-type", "")
-        if tap is not None:
-            extracted = tap.result
-        elif content_type.lower().startswith(BEDROCK_EVENT_STREAM):
-            extracted = Extracted()  # not read (see README): verdict none, nothing to warn about per flow
-        elif flow.response.raw_content is not None:
-            extracted = usage_from_body(dialect, content_type, flow.response.get_content(strict=False) or b"")
-        elif callable(flow.response.stream):
-            extracted = Extracted(warning="another addon streams this response, so its usage was not read")
-        else:
-            extracted = Extracted(warning="the response body was streamed through and not kept, so its usage "
-                                          "was not read: add --set store_streamed_bodies=true")
+        response, tap = flow.response, _tap(flow)
+        extracted = usage_of_response(
+            dialect, response.headers.get("content-type", ""), tap, other_stream=callable(response.stream),
+            body=lambda: None if response.raw_content is None else response.get_content(strict=False) or b"",
+        )
         self._record(flow, dialect, extracted, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -273,23 +230,6 @@ class CacheAudit:
             raise SystemExit(EXIT_EXPECTATIONS_FAILED)
 
 
-class _Pending(NamedTuple):  # not a dataclass: mitmproxy loads this file outside sys.modules, which those need
-    """A request not read yet, with the inject addon's parse of its body when it made one."""
-
-    flow: http.HTTPFlow
-    dialect: Dialect
-    body: dict | None
-    explain: bool  # the miss explainer needs a snapshot of the body's prefix
-
-    def read(self) -> RequestFacts:
-        request = self.flow.request
-        return read_request(
-            self.dialect, flow_id=self.flow.id, started_at=request.timestamp_start, headers=request.headers,
-            pinned=_pinned(self.flow), explain=self.explain,
-            body=lambda: self.body if self.body is not None else parse_json_object(request.get_content(strict=False)),
-        )
-
-
 class UsageContentview(contentviews.Contentview):
     """mitmweb/mitmproxy view of an LLM response's cache figures (and a stream's text)."""
 
@@ -323,6 +263,17 @@ def _new_explainer() -> Explainer:
     return Explainer(ttl_scale=options.ttl_scale(ctx.options.cache_ttl_scale),
                      minimums=options.minimums(ctx.options.cache_minimums),
                      max_sessions=2 * ctx.options.cache_max_sessions or sys.maxsize)
+
+
+def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None) -> Callable[[], RequestFacts]:
+    """Reads the request when called, with the inject addon's parse of its body when it made one."""
+    request, explain = flow.request, ctx.options.cache_explain  # the option as it was when the request was sent
+
+    def parsed() -> dict | None:
+        return body if body is not None else parse_json_object(request.get_content(strict=False))
+
+    return lambda: read_request(dialect, flow_id=flow.id, started_at=request.timestamp_start, headers=request.headers,
+                                pinned=_pinned(flow), body=parsed, explain=explain)
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

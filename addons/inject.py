@@ -14,21 +14,17 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
 from cachepin import options
-
-from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, with_prompt_cache_key
-from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.request.body import METADATA_KEY, parse_json_object
+from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
+from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_HEADERS = ["X-Session-Id", "x-session-affinity"]
-DEFAULT_EXCLUDE = r"~d opencode\.ai"
 _SEEN_LIMIT = 100_000  # sessions remembered for "first request of a session" logging
 
 
@@ -37,52 +33,22 @@ class Inject:
 
     def __init__(self) -> None:
         self.scope: flowfilter.TFilter | None = None
-        self.exclude: flowfilter.TFilter | None = _parse_filter("affinity_exclude", DEFAULT_EXCLUDE)
+        self.exclude: flowfilter.TFilter | None = _parse_filter("affinity_exclude", options.DEFAULT_EXCLUDE)
         self.seen: OrderedDict[str, None] = OrderedDict()
 
     def load(self, loader) -> None:
-        loader.add_option(
-            "affinity_scope", str, "",
-            "Filter expression selecting the flows to pin. Empty: POSTs to known LLM API paths "
-            "(/v1/messages, /chat/completions, /responses, Gemini :generateContent, Bedrock) on any host.",
-        )
-        loader.add_option(
-            "affinity_exclude", str, DEFAULT_EXCLUDE,
-            "Filter expression of flows never to touch, even when in scope (default: opencode's own gateway).",
-        )
-        loader.add_option(
-            "affinity_session", str, "",
-            "A fixed session id for every flow (e.g. a CI run id). Empty: derive one per conversation.",
-        )
-        loader.add_option(
-            "affinity_headers", Sequence[str], list(DEFAULT_HEADERS),
-            "Request headers set to the session id.",
-        )
-        loader.add_option(
-            "affinity_override", bool, False,
-            "Replace session headers the client already sent instead of keeping them.",
-        )
-        loader.add_option(
-            "affinity_prompt_cache_key", bool, False,
-            "Add prompt_cache_key (the session id) to OpenAI-style JSON bodies that lack it.",
-        )
+        for option in options.INJECT:
+            loader.add_option(option.name, option.typespec, option.default, option.help, option.choices)
 
     def configure(self, updated: set[str]) -> None:
         if "affinity_scope" in updated:
             self.scope = _parse_filter("affinity_scope", ctx.options.affinity_scope)
         if "affinity_exclude" in updated:
             self.exclude = _parse_filter("affinity_exclude", ctx.options.affinity_exclude)
-        if "affinity_session" in updated:
-            fixed = ctx.options.affinity_session
-            if fixed and not is_valid_id(fixed):
-                raise exceptions.OptionsError(
-                    "affinity_session must be 1-256 printable ASCII characters without spaces"
-                )
-        if "affinity_headers" in updated:
-            try:
-                options.session_headers(ctx.options.affinity_headers)
-            except ValueError as e:
-                raise exceptions.OptionsError(str(e)) from None
+        try:
+            options.check(options.INJECT, updated, lambda name: getattr(ctx.options, name))
+        except ValueError as e:
+            raise exceptions.OptionsError(str(e)) from None
 
     def in_scope(self, flow: http.HTTPFlow) -> bool:
         if self.exclude is not None and self.exclude(flow):
@@ -98,10 +64,11 @@ class Inject:
         fixed = ctx.options.affinity_session
         resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
         if resolution.session_id is not None:
-            _warn_rejected(resolution)  # an invalid header before the one used
-            self._pin(flow, resolution)
+            self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
+            if flow.request.stream:  # no request hook will read the body: say it now
+                _warn(flow.metadata["cachepin"].pop("rejected", []))
         elif flow.request.stream:
-            _warn_rejected(resolution)
+            _warn(_rejected(resolution.rejected))
             logger.warning(
                 "cachepin inject: request body of %s is streamed and its headers carry no session id; "
                 "not pinned (raise stream_large_bodies to let cachepin read the body)",
@@ -119,13 +86,15 @@ class Inject:
             body = parse_json_object(raw)
             flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
             resolution = resolve(flow.request.headers, body, dialect)
-            _warn_rejected(resolution)
             if resolution.session_id is None:
+                _warn(_rejected(resolution.rejected))
                 logger.debug("cachepin inject: nothing identifies the conversation of %s", flow.id)
                 return
             self._pin(flow, resolution)
+        problems = flow.metadata["cachepin"].pop("rejected", [])
         if ctx.options.affinity_prompt_cache_key and dialect in (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES):
-            self._add_prompt_cache_key(flow, body)
+            problems += self._add_prompt_cache_key(flow, body)
+        _warn(problems)  # one line per flow, whatever went wrong
 
     def response(self, flow: http.HTTPFlow) -> None:
         """The parse left for the audit has served by now: saved flows must not carry the body twice."""
@@ -144,6 +113,8 @@ class Inject:
             flow.request.headers[name] = session_id
             injected.append(name)
         flow.metadata["cachepin"] = {"session_id": session_id, "source": resolution.source, "injected": injected}
+        if resolution.rejected:  # warned about once the request hook knows of every problem
+            flow.metadata["cachepin"]["rejected"] = _rejected(resolution.rejected)
         note = f"cachepin: session {session_id} ({resolution.source})"
         flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
         headers = ",".join(injected) or "-"
@@ -156,26 +127,29 @@ class Inject:
             self.seen.popitem(last=False)
         logger.info("cachepin inject new session=%s source=%s headers=%s", session_id, resolution.source, headers)
 
-    def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> None:
+    def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> list[str]:
+        """Adds the key where the body allows it exactly; returns the problems worth a warning."""
         session_id = flow.metadata["cachepin"]["session_id"]
+        coding = flow.request.headers.get("content-encoding", "")
         try:  # strict: setting .content re-encodes, so a lying or unknown coding would change more than the key
             raw = flow.request.get_content(strict=True)
         except ValueError:
-            return
+            return []
         if body is None:
             body = parse_json_object(raw)
         if body is None or "prompt_cache_key" in body or raw is None:
-            return
+            return []
+        if not coding_round_trips(coding, flow.request.raw_content or b""):
+            return [f"prompt_cache_key not added: the body is labelled {coding!r} but is not in that format, "
+                    "and re-encoding it would change more than the key"]
         if len(session_id) > OPENAI_MAX_KEY_LENGTH:
-            logger.warning(
-                "cachepin inject: session id is %d characters, over OpenAI's %d for prompt_cache_key; not added",
-                len(session_id), OPENAI_MAX_KEY_LENGTH,
-            )
-            return
+            return [f"session id is {len(session_id)} characters, over OpenAI's {OPENAI_MAX_KEY_LENGTH} for "
+                    "prompt_cache_key; not added"]
         edited = with_prompt_cache_key(raw, session_id)
         if edited is not None:
             flow.request.content = edited
             flow.metadata["cachepin"]["prompt_cache_key"] = True
+        return []
 
 
 def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
@@ -189,12 +163,16 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
         ) from None
 
 
-def _warn_rejected(resolution: Resolution) -> None:
-    if resolution.rejected:  # one line per flow, however many sources were refused
-        logger.warning(
-            "cachepin inject: ignored the session id in %s: not 1-256 printable ASCII characters without spaces",
-            ", ".join(resolution.rejected),
-        )
+def _rejected(sources: tuple[str, ...]) -> list[str]:
+    """The problem of refused client ids, named by where they were, never by value."""
+    if not sources:
+        return []
+    return [f"ignored the session id in {', '.join(sources)}: not 1-256 printable ASCII characters without spaces"]
+
+
+def _warn(problems: list[str]) -> None:
+    if problems:
+        logger.warning("cachepin inject: %s", "; ".join(problems))
 
 
 addons = [Inject()]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 
 import pytest
 
-from cachepin.request.body_edit import with_prompt_cache_key
+from cachepin.request.body_edit import coding_round_trips, with_prompt_cache_key
 
 
 @pytest.mark.parametrize(
@@ -25,3 +27,16 @@ def test_key_is_added_and_the_rest_kept(raw: bytes) -> None:
 @pytest.mark.parametrize("raw", [b"[1]", b"", b"null", b'"text"'])
 def test_non_objects_are_left_alone(raw: bytes) -> None:
     assert with_prompt_cache_key(raw, "k") is None
+
+
+@pytest.mark.parametrize(("coding", "body", "round_trips"), [
+    ("gzip", gzip.compress(b"{}"), True),
+    (" GZIP ", gzip.compress(b"{}"), True),
+    ("gzip", zlib.compress(b"{}"), False),  # mitmproxy decodes it, but would re-encode it as real gzip
+    ("gzip", b"{}", False),
+    ("deflate", zlib.compress(b"{}"), True),
+    ("br", b"anything", True),  # strict decoders: what decodes is what it says
+    ("", b"{}", True),
+])
+def test_coding_round_trips(coding: str, body: bytes, round_trips: bool) -> None:
+    assert coding_round_trips(coding, body) is round_trips

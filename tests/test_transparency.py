@@ -384,7 +384,8 @@ def test_requests_change_only_by_the_documented_headers(data: st.DataObject) -> 
     ("gzip", b'{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}'),
     ("x-snappy", b'{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}'),
     ("br", gzip.compress(b'{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}')),
-], ids=["gzip-header-plain-body", "unknown-coding", "br-header-gzip-body"])
+    ("gzip", zlib.compress(b'{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}')),
+], ids=["gzip-header-plain-body", "unknown-coding", "br-header-gzip-body", "gzip-header-zlib-body"])
 def test_prompt_cache_key_is_not_added_to_a_body_that_does_not_decode(header: str, body: bytes) -> None:
     """Re-encoding would change the body's bytes (or drop the Content-Encoding header) beyond the key."""
     inject = Inject()
@@ -397,6 +398,21 @@ def test_prompt_cache_key_is_not_added_to_a_body_that_does_not_decode(header: st
     assert request.raw_content == body
     assert request.headers["content-encoding"] == header
     assert "prompt_cache_key" not in flow.metadata.get("cachepin", {})
+
+
+def test_a_gzip_labelled_zlib_body_is_left_as_sent_with_one_warning() -> None:
+    """mitmproxy decodes zlib under a gzip label, but the edit would go upstream as real gzip: decided, no key."""
+    inject = Inject()
+    body = zlib.compress(b'{"model": "gpt-5", "messages": [{"role": "user", "content": "hi"}]}')
+    request = make_request("POST", "/v1/chat/completions", [("content-encoding", "gzip"), ("x-session-id", "s1")], body)
+    flow = tflow.tflow(req=request)
+    with harness(inject) as tctx, captured_logs() as records:
+        tctx.configure(inject, affinity_prompt_cache_key=True)
+        run_hook("requestheaders", flow, inject)
+        run_hook("request", flow, inject)
+    assert request.raw_content == body and "prompt_cache_key" not in flow.metadata["cachepin"]
+    assert problems(records) == ["cachepin inject: prompt_cache_key not added: the body is labelled 'gzip' but is not "
+                                 "in that format, and re-encoding it would change more than the key"]
 
 
 def test_non_llm_flows_are_not_touched_at_all() -> None:

@@ -1,12 +1,20 @@
-"""Parsers of the addons' option values: each takes what the user typed and returns it checked, or raises
-``ValueError`` with a message that names what is accepted (the addons turn it into mitmproxy's
-``OptionsError``)."""
+"""The addons' options: their declarations, and parsers of their values.
+
+Each parser takes what the user typed and returns it checked, or raises
+``ValueError`` with a message that names what is accepted; the addons turn it
+into mitmproxy's ``OptionsError``. Declared here, as data, so that an
+addon's ``load`` and ``configure`` are one loop each.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from cachepin.request.session import is_valid_id
+from cachepin.turns.models import DEFAULT_PRICES, PriceTable, load_prices
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PROTECTED_HEADERS = frozenset({
@@ -59,3 +67,110 @@ def writable_file(option: str, path: str) -> str:
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise ValueError(f"{option}: cannot write {path!r}: folder {folder!r} missing or read-only")
     return path
+
+
+def price_table(path: str) -> PriceTable:
+    """``cache_prices``: the built-in prices, with those of the JSON file at ``path`` merged over them."""
+    try:
+        return load_prices(path) if path else DEFAULT_PRICES
+    except ValueError as e:
+        raise ValueError(f"cache_prices: {e}") from None
+
+
+def fixed_session(value: str) -> str:
+    """``affinity_session``: empty, or an id a gateway can take in a header."""
+    if value and not is_valid_id(value):
+        raise ValueError("affinity_session must be 1-256 printable ASCII characters without spaces")
+    return value
+
+
+def expectation(value: str) -> str:
+    """``cache_expect``: ``off`` or ``warm``."""
+    if value not in ("off", "warm"):
+        raise ValueError(f"cache_expect must be 'off' or 'warm', not {value!r}")
+    return value
+
+
+def percent(value: int) -> int:
+    """``cache_min_hit``: 0-100."""
+    if not 0 <= value <= 100:
+        raise ValueError(f"cache_min_hit must be 0-100, not {value}")
+    return value
+
+
+def session_limit(value: int) -> int:
+    """``cache_max_sessions``: 0 (unlimited) or more."""
+    if value < 0:
+        raise ValueError("cache_max_sessions must be >= 0 (0 = unlimited)")
+    return value
+
+
+def _output(option: str) -> Callable[[str], str]:
+    return lambda path: writable_file(option, path) if path else path
+
+
+class Option(NamedTuple):
+    """One option as ``Loader.add_option`` takes it, with the parser ``configure`` checks it with."""
+
+    name: str
+    typespec: type | object
+    default: Any
+    help: str
+    check: Callable[[Any], object] | None = None
+    choices: Sequence[str] | None = None
+
+
+DEFAULT_HEADERS = ("X-Session-Id", "x-session-affinity")
+DEFAULT_EXCLUDE = r"~d opencode\.ai"
+
+INJECT = (
+    Option("affinity_scope", str, "",
+           "Filter expression selecting the flows to pin. Empty: POSTs to known LLM API paths "
+           "(/v1/messages, /chat/completions, /responses, Gemini :generateContent, Bedrock) on any host."),
+    Option("affinity_exclude", str, DEFAULT_EXCLUDE,
+           "Filter expression of flows never to touch, even when in scope (default: opencode's own gateway)."),
+    Option("affinity_session", str, "",
+           "A fixed session id for every flow (e.g. a CI run id). Empty: derive one per conversation.",
+           fixed_session),
+    Option("affinity_headers", Sequence[str], list(DEFAULT_HEADERS), "Request headers set to the session id.",
+           session_headers),
+    Option("affinity_override", bool, False,
+           "Replace session headers the client already sent instead of keeping them."),
+    Option("affinity_prompt_cache_key", bool, False,
+           "Add prompt_cache_key (the session id) to OpenAI-style JSON bodies that lack it."),
+)
+"""The inject addon's options (``affinity_scope`` and ``affinity_exclude`` are mitmproxy filters, which the
+addon parses itself)."""
+
+AUDIT = (
+    Option("cache_expect", str, "off", "'warm': every turn after a session's first must read from the cache.",
+           expectation, ["off", "warm"]),
+    Option("cache_min_hit", int, 0,
+           "Percent 0-100: each session's hit ratio over its turns after the first must reach it.", percent),
+    Option("cache_events", str, "", "Append one JSON line per completed turn to this file.", _output("cache_events")),
+    Option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.",
+           _output("cache_report")),
+    Option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown and on cache.report.",
+           _output("cache_junit")),
+    Option("cache_max_sessions", int, 10_000,
+           "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit),
+    Option("cache_prices", str, "",
+           "JSON file of model prices (USD per million tokens) merged over the built-in table."),
+    Option("cache_ttl_scale", str, "1",
+           "Multiply cache TTLs by this factor when explaining misses (for simulators that shrink time).", ttl_scale),
+    Option("cache_explain", bool, True,
+           "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request body; turn off "
+           "for the most throughput (then a request whose session id is in a header is never parsed by the "
+           "audit, and turns are grouped by the model the response names)."),
+    Option("cache_minimums", Sequence[str], [],
+           "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), overriding the built-in "
+           "table when explaining misses.", minimums),
+)
+"""The audit addon's options (``cache_prices`` is loaded, and checked, by the addon)."""
+
+
+def check(declared: Sequence[Option], updated: set[str], value_of: Callable[[str], Any]) -> None:
+    """Runs the parser of every updated option; the first bad value raises its ``ValueError``."""
+    for option in declared:
+        if option.name in updated and option.check is not None:
+            option.check(value_of(option.name))

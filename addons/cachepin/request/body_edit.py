@@ -21,3 +21,17 @@ def with_prompt_cache_key(raw: bytes, key: str) -> bytes | None:
     member = b'"prompt_cache_key":' + json.dumps(key).encode("ascii")
     empty_object = raw[start:].lstrip().startswith(b"}")
     return raw[:start] + member + (b"" if empty_object else b",") + raw[start:]
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def coding_round_trips(content_encoding: str, raw: bytes) -> bool:
+    """Whether the edited body, re-encoded in the declared coding, keeps the container the client sent.
+
+    mitmproxy's gzip decoder also takes zlib streams: such a body labelled
+    gzip decodes, but re-encoding it after the edit would send real gzip, a
+    change beyond the key. Both deflate forms (zlib and raw) are what HTTP
+    means by ``deflate``; br and zstd decode only what they are.
+    """
+    return content_encoding.strip().lower() != "gzip" or raw.startswith(GZIP_MAGIC)

@@ -75,7 +75,7 @@ def _measured(role: str, value: object) -> tuple[bytes, int]:
     except RecursionError:  # nested deeper than Python recurses: measure it without remembering
         key = None
     known = _memo.get(key) if key is not None else None
-    if known is not None:
+    if key is not None and known is not None:
         _memo.move_to_end(key)
         return known
     text = _canonical(value)

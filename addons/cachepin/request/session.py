@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from cachepin.request.dialects import Dialect
 
@@ -32,7 +33,7 @@ SESSION_HEADERS: tuple[str, ...] = (
 )
 
 MAX_ID_LENGTH = 256
-_VALID_ID = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_ID_LENGTH)
+_VALID_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
 _LEGACY_USER_ID = re.compile(r"_session_([^_\s]+)$")
 # Claude Code's first system block carries its version and changes every release.
 _VOLATILE_SYSTEM_PREFIX = "x-anthropic-billing-header:"
@@ -46,7 +47,7 @@ class Resolution:
     rejected: tuple[str, ...] = field(default=())  # sources whose value was not a valid id
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     """At most 256 printable ASCII characters, no spaces: safe in a header and a log line."""
     return isinstance(value, str) and _VALID_ID.fullmatch(value) is not None
 
@@ -164,8 +165,8 @@ def _anthropic_start(body: dict) -> tuple[list[str], list[str]]:
 
 def _openai_chat_start(body: dict) -> tuple[list[str], list[str]]:
     system: list[str] = []
-    messages = body.get("messages") if isinstance(body.get("messages"), list) else []
-    for message in messages:
+    messages = body.get("messages")
+    for message in messages if isinstance(messages, list) else []:
         if not isinstance(message, dict) or message.get("role") not in ("system", "developer"):
             break
         system.extend(_texts(message.get("content")))
@@ -183,7 +184,7 @@ def _gemini_start(body: dict) -> tuple[list[str], list[str]]:
     return _texts(system), _texts(_first(body.get("contents"), ("user",)))
 
 
-_STABLE_START = {
+_STABLE_START: dict[Dialect | None, Callable[[dict], tuple[list[str], list[str]]]] = {
     Dialect.ANTHROPIC: _anthropic_start,
     Dialect.BEDROCK_INVOKE: _anthropic_start,
     Dialect.BEDROCK_CONVERSE: _anthropic_start,

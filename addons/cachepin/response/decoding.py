@@ -13,11 +13,14 @@ chunk that expands beyond the cap is treated as a decompression bomb.
 from __future__ import annotations
 
 import sys
+import types
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 import brotli
 
+zstd: types.ModuleType | None
 try:
     if sys.version_info >= (3, 14):
         from compression import zstd
@@ -132,7 +135,8 @@ class _Zstd:
         self._mid_frame = False
 
     @staticmethod
-    def _new() -> zstd.ZstdDecompressor:
+    def _new() -> Any:  # a ZstdDecompressor, of a module that may be missing (see the import above)
+        assert zstd is not None  # __init__ checked
         return zstd.ZstdDecompressor(options={zstd.DecompressionParameter.window_log_max: _ZSTD_WINDOW_LOG_MAX})
 
     def decode(self, data: bytes, budget: _Budget) -> bytes:

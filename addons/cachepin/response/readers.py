@@ -16,6 +16,13 @@ from cachepin.response.decoding import DecodeError, IncrementalDecoder
 from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
 from cachepin.response.sse import SseScanner
 
+BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
+
+
+def is_bedrock_event_stream(content_type: str) -> bool:
+    """Bedrock's binary event streams, which are passed through streamed but not read (README: Known limits)."""
+    return content_type.lower().startswith(BEDROCK_EVENT_STREAM)
+
 
 def is_event_stream(content_type: str) -> bool:
     """Whether a Content-Type names an SSE body: its media type, case-insensitive, parameters ignored."""
@@ -38,6 +45,28 @@ def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extract
         kind = content_type.split(";", 1)[0].strip()[:60] or "no content type"
         return Extracted(warning=f"response body is not JSON ({kind})")
     return usage_from_json(dialect, obj)
+
+
+def usage_of_response(
+    dialect: Dialect, content_type: str, tap: StreamTap | None, body: Callable[[], bytes | None], other_stream: bool
+) -> Extracted:
+    """What a finished response said: from its tap, else its kept body; else a warning saying what is missing.
+
+    ``body`` returns the content-decoded body, or None when mitmproxy kept none
+    (a streamed body); ``other_stream``: another addon's stream callable, not
+    the tap, streamed the response.
+    """
+    if tap is not None:
+        return tap.result
+    if is_bedrock_event_stream(content_type):
+        return Extracted()  # not read (see README): verdict none, nothing to warn about per flow
+    kept = body()
+    if kept is not None:
+        return usage_from_body(dialect, content_type, kept)
+    if other_stream:
+        return Extracted(warning="another addon streams this response, so its usage was not read")
+    return Extracted(warning="the response body was streamed through and not kept, so its usage was not read: "
+                             "add --set store_streamed_bodies=true")
 
 
 class StreamTap:

@@ -91,7 +91,7 @@ class Explanation:
 
     reason: Reason
     detail: str
-    evidence: dict[str, object]
+    evidence: Mapping[str, object]
 
 
 class _Entry(NamedTuple):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from cachepin.response.usage import Usage
 from cachepin.turns.counts import Counts, Pricer
@@ -64,7 +65,7 @@ class Session:
         return Counts.of(self.ok_turns(), pricer)
 
 
-def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, object]:
+def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, Any]:
     """A Turn's provider and counts from ``usage`` (none when the response reported no usage)."""
     if usage is None:
         return {}

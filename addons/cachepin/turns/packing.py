@@ -24,18 +24,18 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _MAX_COUNT = 2**63 - 1
 
 
-class Figure:
-    """One of a turn's packed numbers, read as an attribute."""
+class Figure[T: (int, float)]:
+    """One of a turn's packed numbers, read as an attribute: a count (``Figure[int]``) or a time."""
 
     def __init__(self, index: int) -> None:
         self._index = index
         self._is_time = index >= 6
 
-    def __get__(self, turn: Turn | None, owner: type | None = None) -> int | float | None:
+    def __get__(self, turn: Turn | None, owner: type | None = None) -> T | None:
         if turn is None:
             return self  # type: ignore[return-value]  # the class attribute itself
         figures = turn._figures
-        if type(figures) is tuple:
+        if isinstance(figures, tuple):
             return figures[self._index]
         if self._is_time:
             value = _TIME.unpack_from(figures, 8 * self._index)[0]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from cachepin.response.usage import Usage
 from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 
+
 @dataclass(frozen=True, slots=True)
 class Cost:
     """What a turn (or a sum of turns) cost in USD, as billed and as if nothing had been cached.

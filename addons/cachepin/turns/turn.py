@@ -35,15 +35,15 @@ class Turn:
     __slots__ = ("index", "_flow_id", "status", "stream", "verdict", "provider", "model", "requested_model",
                  "error", "miss", "_figures")
 
-    input_tokens = Figure(0)
-    cache_creation_input_tokens = Figure(1)
-    cache_read_input_tokens = Figure(2)
-    output_tokens = Figure(3)
-    cache_creation_5m = Figure(4)
-    cache_creation_1h = Figure(5)
-    started_at = Figure(6)  # unix seconds
-    ttft_ms = Figure(7)
-    duration_ms = Figure(8)
+    input_tokens = Figure[int](0)
+    cache_creation_input_tokens = Figure[int](1)
+    cache_read_input_tokens = Figure[int](2)
+    output_tokens = Figure[int](3)
+    cache_creation_5m = Figure[int](4)
+    cache_creation_1h = Figure[int](5)
+    started_at = Figure[float](6)  # unix seconds
+    ttft_ms = Figure[float](7)
+    duration_ms = Figure[float](8)
 
     def __init__(
         self,
@@ -117,7 +117,7 @@ class Turn:
     def counts(self) -> tuple[int | None, ...]:
         """The four counts of ``COUNT_FIELDS``, then the 5 min and 1 h creation split: one unpack, not six."""
         figures = self._figures
-        if type(figures) is tuple:
+        if isinstance(figures, tuple):
             return figures[:6]
         return tuple(None if value == NO_COUNT else value for value in COUNTS.unpack_from(figures))
 

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+
 def write_json_atomic(path: str | os.PathLike[str], obj: object) -> None:
     """Write ``obj`` as indented JSON, atomically (see ``write_atomic``)."""
     write_atomic(path, json.dumps(obj, indent=2) + "\n")

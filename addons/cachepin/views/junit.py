@@ -27,8 +27,8 @@ def junit_xml(ledger: Ledger) -> str:
     session_ids += [sid for sid in messages if sid not in held]
     failed = sum(1 for sid in session_ids if sid in messages)
     counts = {"tests": str(len(session_ids)), "failures": str(failed), "errors": "0", "skipped": "0"}
-    root = ET.Element("testsuites", name="cachepin", **counts)
-    suite = ET.SubElement(root, "testsuite", name="cachepin", **counts)
+    root = ET.Element("testsuites", {"name": "cachepin", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": "cachepin", **counts})
     for sid in session_ids:
         case = ET.SubElement(suite, "testcase", name=_xml_text(sid), classname="cachepin")
         if sid in messages:

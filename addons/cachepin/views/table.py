@@ -40,7 +40,7 @@ def summary_table(ledger: Ledger) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(
             cell.ljust(width) if i in _LEFT_ALIGNED else cell.rjust(width)
-            for i, (cell, width) in enumerate(zip(cells, widths))
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
