@@ -36,3 +36,57 @@ def test_only_bare_mitmproxy_imports(path: Path) -> None:
 @pytest.mark.parametrize("path", sorted((ADDONS / "cachepin").glob("*.py")), ids=lambda p: p.name)
 def test_the_logic_does_not_import_mitmproxy(path: Path) -> None:
     assert not {"mitmproxy", "mitmproxy_rs"} & imported_roots(path)
+
+
+STAGES = ("request", "response", "turns", "views")  # the order data flows through cachepin/
+PACKAGE = ADDONS / "cachepin"
+
+
+def stage_of(module: str) -> int | None:
+    """The stage index of a ``cachepin.<stage>...`` module; None for the modules above the stages."""
+    parts = module.split(".")
+    return STAGES.index(parts[1]) if len(parts) > 2 and parts[1] in STAGES else None
+
+
+def cachepin_imports(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cachepin"):
+            modules.add(node.module)
+        elif isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names if alias.name.startswith("cachepin")}
+    return modules
+
+
+def test_the_listing_reads_as_the_data_flow() -> None:
+    """``ls addons/cachepin`` shows the stages in the order a flow goes through them."""
+    assert sorted(STAGES) == list(STAGES)
+    assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(STAGES)
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*/*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_a_stage_imports_only_from_itself_and_earlier_stages(path: Path) -> None:
+    own = STAGES.index(path.parent.name)
+    for module in cachepin_imports(path):
+        stage = stage_of(module)
+        assert stage is not None, f"{module}: a stage never imports the modules above the stages"
+        assert stage <= own, f"{module} is a later stage than {path.parent.name}"
+
+
+def test_there_is_no_import_cycle() -> None:
+    graph = {
+        ".".join(("cachepin", *path.relative_to(PACKAGE).with_suffix("").parts)): cachepin_imports(path)
+        for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"
+    }
+    done: set[str] = set()
+
+    def visit(module: str, trail: tuple[str, ...]) -> None:
+        assert module not in trail, " -> ".join((*trail, module))
+        if module in done:
+            return
+        for imported in graph.get(module, ()):
+            visit(imported, (*trail, module))
+        done.add(module)
+
+    for module in graph:
+        visit(module, ())

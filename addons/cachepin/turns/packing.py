@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from cachepin.turns.turn import Turn
+from typing import Protocol
 
 _FIGURES = struct.Struct("<6q3d")  # the six counts (-1: none), started_at, ttft_ms, duration_ms (NaN: none)
 _COUNT = struct.Struct("<q")
@@ -24,6 +21,12 @@ _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 _MAX_COUNT = 2**63 - 1
 
 
+class Packed(Protocol):
+    """What carries packed figures (a ``turn.Turn``)."""
+
+    _figures: bytes | tuple
+
+
 class Figure[T: (int, float)]:
     """One of a turn's packed numbers, read as an attribute: a count (``Figure[int]``) or a time."""
 
@@ -31,7 +34,7 @@ class Figure[T: (int, float)]:
         self._index = index
         self._is_time = index >= 6
 
-    def __get__(self, turn: Turn | None, owner: type | None = None) -> T | None:
+    def __get__(self, turn: Packed | None, owner: type | None = None) -> T | None:
         if turn is None:
             return self  # type: ignore[return-value]  # the class attribute itself
         figures = turn._figures
