@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from cachepin.response.usage import Usage
+from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.counts import Counts, Pricer
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect, Failure, figure_text, short_id, verdict_for, warm_failure
@@ -69,10 +69,8 @@ def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None
     """A Turn's provider and counts from ``usage`` (none when the response reported no usage)."""
     if usage is None:
         return {}
-    return {"provider": shared(usage.provider), "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-            "cache_read_input_tokens": usage.cache_read_input_tokens, "output_tokens": usage.output_tokens,
-            "cache_creation_5m": usage.cache_creation_5m, "cache_creation_1h": usage.cache_creation_1h}
+    figures = {name: getattr(usage, name) for name in (*COUNT_FIELDS, *SPLIT_FIELDS)}
+    return {"provider": shared(usage.provider), **figures}
 
 
 def judge_min_hit(session: Session, min_hit: int) -> Failure | None:

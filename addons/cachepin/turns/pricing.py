@@ -49,7 +49,7 @@ def cost(usage: Usage | None, table: PriceTable = DEFAULT_PRICES) -> Cost | None
     """
     if usage is None:
         return None
-    counts = (usage.input_tokens, usage.cache_creation_input_tokens, usage.cache_read_input_tokens, usage.output_tokens)
+    counts = usage.counts()
     price = table.get(usage.model)
     if price is None or all(count is None for count in counts):
         return None

@@ -9,11 +9,9 @@ from __future__ import annotations
 import enum
 import uuid
 
-from cachepin.response.usage import Usage
+from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.explain import Explanation
 from cachepin.turns.packing import COUNTS, NO_COUNT, Figure, pack, pack_flow_id
-
-COUNT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
 
 
 class Verdict(enum.StrEnum):
@@ -123,5 +121,5 @@ class Turn:
 
 
 _TURN_FIELDS = ("index", "flow_id", "started_at", "status", "stream", "verdict", "provider", "model",
-                "requested_model", *COUNT_FIELDS, "cache_creation_5m", "cache_creation_1h", "ttft_ms",
+                "requested_model", *COUNT_FIELDS, *SPLIT_FIELDS, "ttft_ms",
                 "duration_ms", "error", "miss")

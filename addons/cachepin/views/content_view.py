@@ -12,6 +12,7 @@ import json
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.readers import is_event_stream, usage_from_body
+from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS
 
 
 def _event_text(event: object) -> str:
@@ -52,17 +53,9 @@ def render(dialect: Dialect, content_type: str, body: bytes) -> str:
     usage = extracted.usage
     lines = [f"dialect: {dialect.value}"]
     if usage is not None:
-        figures = {
-            "provider": usage.provider,
-            "model": usage.model,
-            "input_tokens": usage.input_tokens,
-            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-            "cache_read_input_tokens": usage.cache_read_input_tokens,
-            "output_tokens": usage.output_tokens,
-        }
-        if usage.cache_creation_5m is not None or usage.cache_creation_1h is not None:
-            figures["cache_creation_5m"] = usage.cache_creation_5m
-            figures["cache_creation_1h"] = usage.cache_creation_1h
+        split = SPLIT_FIELDS if usage.cache_creation_5m is not None or usage.cache_creation_1h is not None else ()
+        figures = {"provider": usage.provider, "model": usage.model,
+                   **{name: getattr(usage, name) for name in (*COUNT_FIELDS, *split)}}
         lines += [f"{key}: {'n/a' if value is None else value}" for key, value in figures.items()]
     else:
         lines.append("usage: not reported")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 
+from cachepin.response.usage import COUNT_FIELDS
 from cachepin.turns.counts import Counts, Pricer
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.pricing import Cost
-from cachepin.turns.turn import COUNT_FIELDS, Turn
+from cachepin.turns.turn import Turn
 
 REPORT_VERSION = 1
 
