@@ -17,26 +17,21 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import cast
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
 
 from cachepin import handover, options
-from cachepin.audit import RequestFacts, read_request, record_turn
+from cachepin.audit import Audit, RequestFacts, read_request
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.extract import Extracted
 from cachepin.response.readers import StreamTap, is_bedrock_event_stream, is_event_stream, usage_of_response
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
-from cachepin.turns.models import DEFAULT_PRICES, PriceTable
-from cachepin.turns.pricing import Cost, cost
-from cachepin.turns.turn import Turn, Verdict
+from cachepin.turns.turn import Verdict
 from cachepin.turns.verdicts import Expect
 from cachepin.views.content_view import render
-from cachepin.views.files import append_line, write_atomic, write_json_atomic
-from cachepin.views.junit import junit_xml
-from cachepin.views.report import event_line, report_dict
+from cachepin.views.files import append_line
 from cachepin.views.table import summary_table
 
 logger = logging.getLogger(__name__)
@@ -51,9 +46,7 @@ class CacheAudit:
     name = "cachepin_audit"
 
     def __init__(self) -> None:
-        self.prices: PriceTable = DEFAULT_PRICES
-        self.ledger = Ledger(pricer=self._price)
-        self.explainer = Explainer()
+        self.audit = Audit()
         self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
@@ -61,10 +54,8 @@ class CacheAudit:
         for option in options.AUDIT:
             loader.add_option(option.name, option.typespec, option.default, option.help, option.choices)
         stashed = handover.take((id(ctx.master), self.name))
-        if stashed is not None:  # a hot reload: keep what the old instance counted
-            self.ledger, self.explainer = cast(tuple[Ledger, Explainer], stashed)
-            self.ledger.pricer = self._price
-            self.explainer_handed_over = True
+        if isinstance(stashed, Audit):  # a hot reload: keep what the old instance counted
+            self.audit, self.explainer_handed_over = stashed, True
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -72,12 +63,12 @@ class CacheAudit:
         try:
             options.check(options.AUDIT, updated, lambda name: getattr(ctx.options, name))
             if "cache_prices" in updated:
-                self.prices = options.price_table(ctx.options.cache_prices)
+                self.audit.prices = options.price_table(ctx.options.cache_prices)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
-                self.explainer = _new_explainer()
+                self.audit.explainer = _new_explainer()
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
@@ -166,8 +157,8 @@ class CacheAudit:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
         request = self._request(flow, dialect)
         response = flow.response
-        turn, failures, line = record_turn(
-            self.ledger, self.explainer, request, extracted, flow_id=flow.id,
+        turn, failures, line = self.audit.record(
+            request, extracted, flow_id=flow.id,
             started_at=flow.request.timestamp_start, status=response.status_code if response is not None else 0,
             stream=response is not None and is_event_stream(response.headers.get("content-type", "")),
             first_byte_at=tap.first_byte_at if tap is not None else None,
@@ -182,8 +173,7 @@ class CacheAudit:
             flow.marked = MISS_MARK
         if ctx.options.cache_events:
             try:
-                append_line(ctx.options.cache_events, event_line(request.session_id, request.source, turn,
-                                                                 self._price))
+                append_line(ctx.options.cache_events, self.audit.event_line(request, turn))
             except OSError as e:
                 logger.error("cachepin audit: cannot append to cache_events %s: %s", ctx.options.cache_events, e)
         # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
@@ -192,8 +182,13 @@ class CacheAudit:
         for message in failures:
             logger.log(level, "cachepin audit FAILED: %s", message)
 
-    def _price(self, turn: Turn) -> Cost | None:
-        return cost(turn.usage(), self.prices) if turn.provider else None
+    @property
+    def ledger(self) -> Ledger:
+        return self.audit.ledger
+
+    @property
+    def explainer(self) -> Explainer:
+        return self.audit.explainer
 
     @command.command("cache.report")
     def report(self) -> str:
@@ -202,17 +197,14 @@ class CacheAudit:
             logger.error("cachepin audit FAILED: %s", message)
         for row in summary_table(self.ledger).splitlines():
             logger.info("cachepin %s", row)
-        if ctx.options.cache_report:
-            write_json_atomic(ctx.options.cache_report, report_dict(self.ledger))
-        if ctx.options.cache_junit:
-            write_atomic(ctx.options.cache_junit, junit_xml(self.ledger))
+        self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit)
         return ctx.options.cache_report
 
     @command.command("cache.reset")
     def reset(self) -> None:
         """Forget every session and turn (the options stay)."""
-        self.ledger.reset()
-        self.explainer = _new_explainer()
+        self.audit.ledger.reset()
+        self.audit.explainer = _new_explainer()
         logger.info("cachepin audit: ledger reset")
 
     def done(self) -> None:
@@ -222,7 +214,7 @@ class CacheAudit:
         except OSError as e:
             logger.error("cachepin audit: cannot write a report: %s", e)
         if not ctx.master.should_exit.is_set():
-            handover.give((id(ctx.master), self.name), (self.ledger, self.explainer))
+            handover.give((id(ctx.master), self.name), self.audit)
             return
         if not self.ledger.ok:
             logger.error("cachepin audit: cache expectations failed; exiting with status %d",

@@ -1,9 +1,10 @@
 """From what a flow said to a turn of its session: the audit's policy, free of mitmproxy.
 
-The audit addon only adapts hooks to these two steps: ``read_request`` when
-the request has gone upstream (what the request says: session, model, prefix
-snapshot), ``record_turn`` when the response has ended or failed (the turn,
-its miss reason, the failures it caused and its log line). Keeping the policy
+The audit addon only adapts hooks to these steps: ``read_request`` when the
+request has gone upstream (what the request says: session, model, prefix
+snapshot), ``Audit.record`` when the response has ended or failed (the turn,
+its miss reason, the failures it caused and its log line), and
+``Audit.write_reports`` at shutdown and on ``cache.report``. Keeping the policy
 here lets it be tested, and benchmarked, without a proxy.
 """
 
@@ -18,8 +19,13 @@ from cachepin.request.snapshot import Snapshot
 from cachepin.response.extract import Extracted
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
+from cachepin.turns.models import DEFAULT_PRICES, PriceTable
+from cachepin.turns.pricing import Cost, cost
 from cachepin.turns.turn import Turn
+from cachepin.views.files import write_atomic, write_json_atomic
+from cachepin.views.junit import junit_xml
 from cachepin.views.log_line import turn_log_line
+from cachepin.views.report import event_line, report_dict
 
 UNIDENTIFIED = "unidentified"
 
@@ -74,29 +80,50 @@ def read_request(
     return RequestFacts(*pinned, _request_model(parsed), snapshot)
 
 
-def record_turn(
-    ledger: Ledger,
-    explainer: Explainer,
-    request: RequestFacts,
-    extracted: Extracted,
-    *,
-    flow_id: str,
-    started_at: float,
-    status: int,
-    stream: bool,
-    first_byte_at: float | None,
-    ended_at: float | None,
-) -> Recorded:
-    """Adds one response to the ledger, explains it against the thread's previous request, and words it."""
-    turn, failures = ledger.record(
-        request.session_id, request.source, flow_id=flow_id, started_at=started_at, status=status, stream=stream,
-        usage=extracted.usage, model=request.model,
-        ttft_ms=(first_byte_at - started_at) * 1000 if first_byte_at else None,
-        duration_ms=(ended_at - started_at) * 1000 if ended_at else None, error=extracted.error,
-    )
-    if turn.ok and request.snapshot is not None:
-        turn.miss = explainer.observe(request.session_id, request.snapshot, extracted.usage)
-    return Recorded(turn, failures, turn_log_line(request.session_id, turn))
+class Audit:
+    """The audit's state, which a hot reload hands over whole: the ledger, the explainer, the prices."""
+
+    def __init__(self, explainer: Explainer | None = None) -> None:
+        self.prices: PriceTable = DEFAULT_PRICES
+        self.ledger = Ledger(pricer=self.price)
+        self.explainer = explainer or Explainer()
+
+    def price(self, turn: Turn) -> Cost | None:
+        """What a turn cost; derived when needed, never stored per turn."""
+        return cost(turn.usage(), self.prices) if turn.provider else None
+
+    def record(
+        self,
+        request: RequestFacts,
+        extracted: Extracted,
+        *,
+        flow_id: str,
+        started_at: float,
+        status: int,
+        stream: bool,
+        first_byte_at: float | None,
+        ended_at: float | None,
+    ) -> Recorded:
+        """Adds one response to the ledger, explains it against the thread's previous request, and words it."""
+        turn, failures = self.ledger.record(
+            request.session_id, request.source, flow_id=flow_id, started_at=started_at, status=status, stream=stream,
+            usage=extracted.usage, model=request.model,
+            ttft_ms=(first_byte_at - started_at) * 1000 if first_byte_at else None,
+            duration_ms=(ended_at - started_at) * 1000 if ended_at else None, error=extracted.error,
+        )
+        if turn.ok and request.snapshot is not None:
+            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage)
+        return Recorded(turn, failures, turn_log_line(request.session_id, turn))
+
+    def event_line(self, request: RequestFacts, turn: Turn) -> str:
+        return event_line(request.session_id, request.source, turn, self.price)
+
+    def write_reports(self, report: str, junit: str) -> None:
+        """Writes the files that are named (judge min_hit first: ``ledger.finalize``)."""
+        if report:
+            write_json_atomic(report, report_dict(self.ledger))
+        if junit:
+            write_atomic(junit, junit_xml(self.ledger))
 
 
 def _request_model(body: dict | None) -> str | None:
