@@ -53,6 +53,9 @@ class CacheAudit:
     def load(self, loader) -> None:
         for option in options.AUDIT:
             loader.add_option(option.name, option.typespec, option.default, option.help, option.choices)
+        for name, problem in options.deferred_problems(options.AUDIT, ctx.options.deferred).items():
+            logger.error("cachepin: %s", problem)  # mitmproxy exits 1 on an error at startup, instead of
+            del ctx.options.deferred[name]  # dropping this script without a word for a value it cannot apply
         stashed = handover.take((id(ctx.master), self.name))
         if isinstance(stashed, Audit):  # a hot reload: keep what the old instance counted
             self.audit, self.explainer_handed_over = stashed, True

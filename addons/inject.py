@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from functools import partial
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
@@ -39,13 +40,17 @@ class Inject:
     def load(self, loader) -> None:
         for option in options.INJECT:
             loader.add_option(option.name, option.typespec, option.default, option.help, option.choices)
+        filters = {name: partial(_parse_filter, name) for name in ("affinity_scope", "affinity_exclude")}
+        for name, problem in options.deferred_problems(options.INJECT, ctx.options.deferred, filters).items():
+            logger.error("cachepin: %s", problem)  # mitmproxy exits 1 on an error at startup, instead of
+            del ctx.options.deferred[name]  # dropping this script without a word for a value it cannot apply
 
     def configure(self, updated: set[str]) -> None:
-        if "affinity_scope" in updated:
-            self.scope = _parse_filter("affinity_scope", ctx.options.affinity_scope)
-        if "affinity_exclude" in updated:
-            self.exclude = _parse_filter("affinity_exclude", ctx.options.affinity_exclude)
         try:
+            if "affinity_scope" in updated:
+                self.scope = _parse_filter("affinity_scope", ctx.options.affinity_scope)
+            if "affinity_exclude" in updated:
+                self.exclude = _parse_filter("affinity_exclude", ctx.options.affinity_exclude)
             options.check(options.INJECT, updated, lambda name: getattr(ctx.options, name))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
@@ -158,7 +163,7 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
     try:
         return flowfilter.parse(spec)
     except ValueError:
-        raise exceptions.OptionsError(
+        raise ValueError(
             f"{option}: invalid filter expression {spec!r} (see mitmproxy's filter syntax, e.g. '~d api.example.com')"
         ) from None
 

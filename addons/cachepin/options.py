@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cachepin.request.session import is_valid_id
@@ -62,7 +62,10 @@ def minimums(entries: Sequence[str]) -> dict[str, int]:
 
 
 def writable_file(option: str, path: str) -> str:
-    """An output file option: its folder must exist and be writable, now rather than at shutdown."""
+    """An output file option: a file (not a folder) in a folder that exists and is writable, checked now
+    rather than at shutdown."""
+    if os.path.isdir(path):
+        raise ValueError(f"{option}: {path!r} is a folder; name a file in it")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise ValueError(f"{option}: cannot write {path!r}: folder {folder!r} missing or read-only")
@@ -118,6 +121,7 @@ class Option(NamedTuple):
     help: str
     check: Callable[[Any], object] | None = None
     choices: Sequence[str] | None = None
+    accepts: str = ""  # what a value that is not even of the option's type is told it should be
 
 
 DEFAULT_HEADERS = ("X-Session-Id", "x-session-affinity")
@@ -146,16 +150,18 @@ AUDIT = (
     Option("cache_expect", str, "off", "'warm': every turn after a session's first must read from the cache.",
            expectation, ["off", "warm"]),
     Option("cache_min_hit", int, 0,
-           "Percent 0-100: each session's hit ratio over its turns after the first must reach it.", percent),
+           "Percent 0-100: each session's hit ratio over its turns after the first must reach it.", percent,
+           accepts="a whole number 0-100"),
     Option("cache_events", str, "", "Append one JSON line per completed turn to this file.", _output("cache_events")),
     Option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.",
            _output("cache_report")),
     Option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown and on cache.report.",
            _output("cache_junit")),
     Option("cache_max_sessions", int, 10_000,
-           "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit),
+           "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit,
+           accepts="a whole number >= 0 (0 = unlimited)"),
     Option("cache_prices", str, "",
-           "JSON file of model prices (USD per million tokens) merged over the built-in table."),
+           "JSON file of model prices (USD per million tokens) merged over the built-in table.", price_table),
     Option("cache_ttl_scale", str, "1",
            "Multiply cache TTLs by this factor when explaining misses (for simulators that shrink time).", ttl_scale),
     Option("cache_explain", bool, True,
@@ -166,7 +172,65 @@ AUDIT = (
            "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), overriding the built-in "
            "table when explaining misses.", minimums),
 )
-"""The audit addon's options (``cache_prices`` is loaded, and checked, by the addon)."""
+"""The audit addon's options."""
+
+
+def deferred_problems(
+    declared: Sequence[Option], deferred: Mapping[str, object], checks: Mapping[str, Callable[[Any], object]] = {}
+) -> dict[str, str]:
+    """What is wrong with the values given for ``declared`` before the addon was loaded.
+
+    mitmproxy keeps ``--set`` values (``deferred[name].val``, the strings as
+    typed) and config-file values of options no addon has declared yet, and
+    applies them once the script declares its options. A value it cannot
+    apply then (``cache_min_hit=abc``, a second ``--set cache_report=``) makes
+    it roll the script back without a word, and mitmdump runs on with no
+    audit: so the addon checks them first, the way mitmproxy will convert
+    them, and its own parsers after that (or those in ``checks``, for parsers
+    that need mitmproxy). Returns a message per bad option.
+    """
+    problems = {}
+    for option in declared:
+        if option.name not in deferred:
+            continue
+        given = deferred[option.name]
+        typed = getattr(given, "val", None)  # mitmproxy's _UnconvertedStrings: what --set said
+        try:
+            value = _converted(option, typed) if isinstance(typed, list) else _typed(option, given)
+            check = checks.get(option.name, option.check)
+            if check is not None:
+                check(value)
+        except ValueError as e:
+            problems[option.name] = str(e)
+    return problems
+
+
+def _converted(option: Option, strings: list[str]) -> object:
+    """A ``--set`` value as mitmproxy's ``_parse_setval`` will convert it, or the error it would hit."""
+    if option.typespec == Sequence[str]:
+        return strings
+    if len(strings) != 1:
+        given = ", ".join(f"{option.name}={text}" for text in strings) or option.name
+        raise ValueError(f"{option.name} is given {len(strings)} times ({given}); give it once")
+    text = strings[0]
+    if option.typespec is int and not re.fullmatch(r"[+-]?\d+", text.strip()):
+        raise ValueError(f"{option.name} must be {option.accepts or 'a whole number'}, not {text!r}")
+    if option.typespec is bool and text not in ("true", "false", ""):
+        raise ValueError(f"{option.name} must be true or false, not {text!r}")
+    return int(text) if option.typespec is int else text != "false" if option.typespec is bool else text
+
+
+def _typed(option: Option, value: object) -> object:
+    """A config-file value, which mitmproxy only type-checks."""
+    expected = {int: "a whole number", bool: "true or false", str: "a string"}.get(option.typespec)  # type: ignore
+    expected = option.accepts or expected
+    if expected is None:  # Sequence[str]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ValueError(f"{option.name} must be a list of strings, not {value!r}")
+    if type(value) is not option.typespec:
+        raise ValueError(f"{option.name} must be {expected}, not {value!r}")
+    return value
 
 
 def check(declared: Sequence[Option], updated: set[str], value_of: Callable[[str], Any]) -> None:
