@@ -19,10 +19,12 @@ import time
 from collections.abc import Callable
 
 from mitmproxy import command, contentviews, ctx, exceptions, http
+from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from cachepin import handover, options
 from cachepin.audit import Audit, RequestFacts, read_request
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
+from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.extract import Extracted
 from cachepin.response.readers import StreamTap, is_bedrock_event_stream, is_event_stream, usage_of_response
@@ -46,7 +48,7 @@ class CacheAudit:
     name = "cachepin_audit"
 
     def __init__(self) -> None:
-        self.audit = Audit()
+        self.audit = Audit(versions={"mitmproxy": MITMPROXY_VERSION})
         self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
@@ -97,7 +99,8 @@ class CacheAudit:
             return
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
-        self.requests[flow.id] = _request_reader(flow, dialect, reuse(flow.metadata.get(METADATA_KEY), unencoded))
+        body = reuse(flow.metadata.get(METADATA_KEY), unencoded)
+        self.requests[flow.id] = _request_reader(flow, dialect, body, self.audit.chains)
         if len(self.requests) > MAX_PENDING:
             self.requests.pop(next(iter(self.requests)))
         try:
@@ -112,7 +115,7 @@ class CacheAudit:
 
     def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> RequestFacts:
         """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
-        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None)
+        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None, self.audit.chains)
         return read() if callable(read) else read
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -260,7 +263,8 @@ def _new_explainer() -> Explainer:
                      max_sessions=2 * ctx.options.cache_max_sessions or sys.maxsize)
 
 
-def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None) -> Callable[[], RequestFacts]:
+def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
+                    chains: ResponseChains) -> Callable[[], RequestFacts]:
     """Reads the request when called, with the inject addon's parse of its body when it made one."""
     request, explain = flow.request, ctx.options.cache_explain  # the option as it was when the request was sent
 
@@ -268,7 +272,7 @@ def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None) ->
         return body if body is not None else parse_json_object(request.get_content(strict=False))
 
     return lambda: read_request(dialect, flow_id=flow.id, started_at=request.timestamp_start, headers=request.headers,
-                                pinned=_pinned(flow), body=parsed, explain=explain)
+                                pinned=_pinned(flow), body=parsed, explain=explain, chains=chains)
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

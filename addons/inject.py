@@ -21,8 +21,10 @@ from mitmproxy import ctx, exceptions, flowfilter, http
 from cachepin import options
 from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
+from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
+from cachepin.response.readers import StreamTap, usage_from_body
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ class Inject:
         self.scope: flowfilter.TFilter | None = None
         self.exclude: flowfilter.TFilter | None = _parse_filter("affinity_exclude", options.DEFAULT_EXCLUDE)
         self.seen: OrderedDict[str, None] = OrderedDict()
+        self.chains = ResponseChains()  # which session each Responses response of this proxy belongs to
 
     def load(self, loader) -> None:
         for option in options.INJECT:
@@ -90,7 +93,7 @@ class Inject:
             raw = flow.request.get_content(strict=False)
             body = parse_json_object(raw)
             flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
-            resolution = resolve(flow.request.headers, body, dialect)
+            resolution = resolve(flow.request.headers, body, dialect, self.chains)
             if resolution.session_id is None:
                 _warn(_rejected(resolution.rejected))
                 logger.debug("cachepin inject: nothing identifies the conversation of %s", flow.id)
@@ -102,10 +105,28 @@ class Inject:
         _warn(problems)  # one line per flow, whatever went wrong
 
     def response(self, flow: http.HTTPFlow) -> None:
+        """Learns the id of a pinned Responses response, for the request that continues it."""
+        self.error(flow)
+        pinned = flow.metadata.get("cachepin")
+        response = flow.response
+        if not flow.live or pinned is None or response is None or response.status_code >= 400:
+            return
+        if dialect_for(flow.request.method, flow.request.path) is not Dialect.OPENAI_RESPONSES:
+            return
+        stream = response.stream
+        if isinstance(stream, StreamTap):  # the audit addon's tap has read the stream
+            response_id = stream.result.response_id
+        elif response.raw_content is not None:
+            content_type = response.headers.get("content-type", "")
+            response_id = usage_from_body(Dialect.OPENAI_RESPONSES, content_type,
+                                          response.get_content(strict=False) or b"").response_id
+        else:
+            return
+        self.chains.learn(response_id, pinned["session_id"], pinned["source"])
+
+    def error(self, flow: http.HTTPFlow) -> None:
         """The parse left for the audit has served by now: saved flows must not carry the body twice."""
         flow.metadata.pop(METADATA_KEY, None)
-
-    error = response
 
     def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         session_id = resolution.session_id

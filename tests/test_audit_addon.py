@@ -18,6 +18,7 @@ from mitmproxy import io as mitmio
 from mitmproxy.test import taddons, tflow
 
 import cache_audit
+from cachepin.turns.verdicts import short_id
 from cache_audit import MISS_MARK, CacheAudit
 from cachepin import handover
 from fake_upstream import anthropic_events, chat_chunks, response_object
@@ -429,7 +430,8 @@ async def test_error_without_response_is_an_error_turn(addon: CacheAudit, caplog
         await run(tctx, addon, flow)
     turn, = turns(addon)
     assert (turn.verdict.value, turn.status, turn.error) == ("error", 0, "Connection refused")
-    assert "cachepin session=s-err turn=1 model=claude-sonnet-4-6 verdict=error" in caplog.text
+    assert f"cachepin session=s-err turn=1 thread={short_id(turns(addon)[0].thread)} model=claude-sonnet-4-6 " \
+           "verdict=error" in caplog.text
     assert "status=0" in caplog.text and addon.ledger.totals.requests == 0
 
 
@@ -547,12 +549,15 @@ async def test_turn_log_lines_comments_and_marks(addon: CacheAudit, caplog) -> N
     with taddons.context(addon) as tctx:
         await run(tctx, addon, *flows)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cachepin session=")]
+    thread = short_id(turns(addon)[0].thread)  # the lineage of the case's prompt: one thread, three turns
     assert lines[:2] == [
-        "cachepin session=sess turn=1 model=claude-sonnet-4-6 verdict=cold read=0 creation=1538 input=12 output=85",
-        "cachepin session=sess turn=2 model=claude-sonnet-4-6 verdict=hit read=1538 creation=0 input=12 output=85",
+        f"cachepin session=sess turn=1 thread={thread} model=claude-sonnet-4-6 verdict=cold read=0 creation=1538 "
+        "input=12 output=85",
+        f"cachepin session=sess turn=2 thread={thread} model=claude-sonnet-4-6 verdict=hit read=1538 creation=0 "
+        "input=12 output=85",
     ]
-    assert lines[2].startswith("cachepin session=sess turn=3 model=claude-sonnet-4-6 verdict=miss read=0 "
-                               "creation=1700 input=12 output=85 reason=no_breakpoint (")
+    assert lines[2].startswith(f"cachepin session=sess turn=3 thread={thread} model=claude-sonnet-4-6 verdict=miss "
+                               "read=0 creation=1700 input=12 output=85 reason=no_breakpoint (")
     assert flows[0].comment == lines[0].removeprefix("cachepin ")
     assert flows[2].comment == "kept from before\n" + lines[2].removeprefix("cachepin ")
     assert [f.marked for f in flows] == ["", "", MISS_MARK]
@@ -610,8 +615,8 @@ async def test_warm_failure_is_logged_at_once(addon: CacheAudit, caplog) -> None
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         await run(tctx, addon, turn_flow(case, 0, 1600, session="warm-1"))
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-        assert errors == ["cachepin audit FAILED: session warm-1 turn 2: expected a cache hit, read 0 "
-                          "(creation 1600, input 12)"]
+        assert errors == [f"cachepin audit FAILED: session warm-1 turn 2 (thread {short_id(turns(addon)[0].thread)})"
+                          ": expected a cache hit, read 0 (creation 1600, input 12)"]
         await run(tctx, addon, turn_flow(case, 1600, 0, session="warm-1"))
     assert not addon.ledger.ok and len(addon.ledger.failures) == 1
 
@@ -638,8 +643,8 @@ async def test_warm_failure_for_a_provider_without_cache_figures(addon: CacheAud
         for _ in range(2):
             await run(tctx, addon, make_flow(case.path, case.request(PROMPT), response=case.no_cache,
                                              headers={"x-session-id": "nofig"}))
-    assert caplog.messages == ["cachepin audit FAILED: session nofig turn 2: expected a cache hit, but the provider "
-                               "reports no cache figures (model gpt-5)"]
+    assert caplog.messages == [f"cachepin audit FAILED: session nofig turn 2 (thread {short_id(turns(addon)[0].thread)}"
+                               "): expected a cache hit, but the provider reports no cache figures (model gpt-5)"]
 
 
 @pytest.mark.parametrize("min_hit, second_read, ok", [

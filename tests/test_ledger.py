@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cachepin.request.thread import Position, Thread
 from cachepin.turns.explain import Explanation, Reason
 
 from cachepin.turns.counts import Counts
@@ -293,9 +294,9 @@ def test_min_hit(min_hit: int, turns: list[Spec], fails: bool) -> None:
 @pytest.mark.parametrize(
     ("turns", "expected"),
     [
-        ([ok(0), ok(49, 0, 51)], "session s1: hit ratio 49.0% after turn 1 (1 later turn) is below min_hit 50% "
+        ([ok(0), ok(49, 0, 51)], "session s1: judged hit ratio 49.0% after turn 1 (1 later turn) is below min_hit 50% "
          "(read 49, creation 0, input 51)"),  # fmt: skip
-        ([HTTP_ERROR, ok(0), ok(4999, 1, 5000), ok(0, None, 0)], "session s1: hit ratio 49.9% after turn 2 "
+        ([HTTP_ERROR, ok(0), ok(4999, 1, 5000), ok(0, None, 0)], "session s1: judged hit ratio 49.9% after turn 2 "
          "(2 later turns) is below min_hit 50% (read 4999, creation 1, input 5000)"),  # fmt: skip
         ([NONE, NONE], "session s1: min_hit 50% not met after turn 1 (1 later turn): "
          "the provider reports no cache figures"),  # fmt: skip
@@ -432,4 +433,96 @@ def test_each_model_has_its_own_cold_first_turn() -> None:
     assert [t.model for t in only(ledger)][0] == "claude-haiku-4-5-20260101"
     assert len(failures) == 1 and "turn 4" in failures[0]
     (min_hit_failure,) = ledger.finalize()
-    assert "after the first turn of each of 2 models (2 later turns)" in min_hit_failure
+    assert "after the first turn of each of 2 threads (2 later turns)" in min_hit_failure
+
+
+# --- threads and positions --------------------------------------------------------------------
+
+
+MAIN = Thread("ln_main", "lineage")
+SUB = Thread("ln_sub", "lineage", "agent-1")
+
+
+def turn(ledger: Ledger, thread: Thread | None, position: Position | None, read: int, *, status: int = 200,
+         session_id: str = "s1") -> tuple[Turn, list[str]]:
+    return ledger.record(session_id, "header", flow_id=f"f{len(ledger.sessions)}-{read}", started_at=0.0,
+                         status=status, stream=True, usage=None if status >= 400 else usage(read, 100),
+                         model="claude-opus-4-8", ttft_ms=None, duration_ms=None, thread=thread, position=position)
+
+
+def test_a_sub_agent_starts_cold_in_its_own_thread() -> None:
+    """Claude Code's sub-agent: the parent's session id and model, its own prompt: its first turn is no miss."""
+    ledger = Ledger(expect="warm")
+    script = [(MAIN, Position.START, 0), (MAIN, Position.CONTINUATION, 100), (SUB, Position.START, 0),
+              (MAIN, Position.CONTINUATION, 100), (SUB, Position.CONTINUATION, 100)]
+    verdicts = [turn(ledger, thread, position, read)[0].verdict for thread, position, read in script]
+    assert verdicts == ["cold", "hit", "cold", "hit", "hit"]
+    assert ledger.ok and ledger.finalize() == []
+    (session,) = ledger.sessions
+    assert [(state.thread_id, state.parent, [t.index for t in turns]) for state, turns in session.thread_turns()] == [
+        ("ln_main", None, [1, 2, 4]), ("ln_sub", "agent-1", [3, 5])]
+    assert [t.opens for t in session.turns] == [True, False, True, False, False]
+
+
+def test_a_continuation_that_reads_nothing_is_a_miss_on_a_fresh_ledger() -> None:
+    """A restarted proxy, or another replica: the request itself shows that it continues a conversation."""
+    ledger = Ledger(expect="warm")
+    found, failures = turn(ledger, MAIN, Position.CONTINUATION, 0)
+    assert found.verdict is Verdict.MISS and not found.opens
+    assert failures == ["session s1 turn 1 (thread ln_main), which continues a conversation: expected a cache hit, "
+                        "read 0 (creation 100, input 10)"]
+
+
+def test_the_same_start_again_in_one_thread_should_read_what_the_first_wrote() -> None:
+    ledger = Ledger()
+    assert [turn(ledger, MAIN, Position.START, 0)[0].verdict for _ in range(2)] == ["cold", "miss"]
+
+
+def test_an_error_turn_does_not_open_a_thread() -> None:
+    ledger = Ledger()
+    verdicts = [turn(ledger, MAIN, Position.START, 0, status=529)[0].verdict, turn(ledger, MAIN, Position.START, 0)[0]
+                .verdict]
+    assert verdicts == ["error", "cold"]
+
+
+def test_without_threads_each_model_is_one() -> None:
+    ledger = Ledger()
+    assert [turn(ledger, None, None, 0)[0].thread for _ in range(2)] == ["model:claude-opus-4-8"] * 2
+    assert [t.verdict for t in only(ledger)] == ["cold", "miss"]
+
+
+@pytest.mark.parametrize("expect, min_hit", [("warm", 0), ("off", 80)])
+def test_no_evidence_is_no_pass(expect: str, min_hit: int) -> None:
+    """An upstream that answers every call with 529: nothing shows that the cache works."""
+    ledger = Ledger(expect=expect, min_hit=min_hit)
+    for session_id in ("a", "b"):
+        for _ in range(2):
+            turn(ledger, MAIN, Position.START, 0, status=529, session_id=session_id)
+    assert ledger.finalize() == ["session a: no successful response (2 error turns)",
+                                 "session b: no successful response (2 error turns)",
+                                 "no successful LLM response was audited (4 error turns): nothing shows that the "
+                                 "cache works"]
+    assert not ledger.ok and ledger.finalize() == []  # judged again: nothing new
+    assert [f.session_id for f in ledger.failures] == ["a", "b", ""]
+
+
+def test_without_expectations_errors_fail_nothing() -> None:
+    ledger = Ledger()
+    turn(ledger, MAIN, Position.START, 0, status=529)
+    assert ledger.finalize() == [] and ledger.ok
+
+
+def test_a_run_with_no_response_at_all_fails_under_an_expectation() -> None:
+    ledger = Ledger(expect="warm")
+    assert ledger.finalize() == ["no successful LLM response was audited: nothing shows that the cache works"]
+
+
+def test_the_judged_ratio_leaves_out_each_threads_first_turn() -> None:
+    ledger = Ledger(min_hit=50)
+    for thread, position, read in [(MAIN, Position.START, 0), (MAIN, Position.CONTINUATION, 900),
+                                   (SUB, Position.START, 0), (SUB, Position.CONTINUATION, 50)]:
+        turn(ledger, thread, position, read)
+    (session,) = ledger.sessions
+    judged = session.judged_counts()
+    assert (judged.requests, judged.cache_read_input_tokens, judged.ratio_base) == (2, 950, 950 + 200 + 20)
+    assert ledger.judged.hit_ratio == judged.hit_ratio and ledger.finalize() == []

@@ -244,7 +244,8 @@ async def test_the_request_is_read_before_its_response_arrives(monkeypatch: pyte
         assert not addon.requests
         assert compares_next_turn(addon, anthropic_body(2))
     turn = first_turn(addon)
-    assert (turn.requested_model, turn.verdict) == ("claude-sonnet-4-5", Verdict.COLD)
+    # a continuation that read nothing, seen by a proxy that never saw its earlier turns: still a miss
+    assert (turn.requested_model, turn.verdict, turn.position) == ("claude-sonnet-4-5", Verdict.MISS, "continuation")
 
 
 async def test_a_response_before_the_read_reads_the_request_itself() -> None:

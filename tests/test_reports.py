@@ -24,9 +24,13 @@ from cachepin.views.table import summary_table
 from cachepin.response.usage import Usage
 
 COUNTS = {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
-TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",
-             "duration_ms", "cost"} | COUNTS  # fmt: skip
-SESSION_KEYS = {"session_id", "source", "requests", "hit_ratio", "cost", "failures", "turns"} | COUNTS
+V1_TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",
+                "duration_ms", "cost"} | COUNTS  # fmt: skip
+TURN_KEYS = V1_TURN_KEYS | {"thread", "position"}
+SUMS = {"requests", "errors", "hit_ratio", "judged_hit_ratio", "cost"} | COUNTS
+V1_SESSION_KEYS = {"session_id", "source", "requests", "hit_ratio", "cost", "failures", "turns"} | COUNTS
+SESSION_KEYS = V1_SESSION_KEYS | SUMS | {"threads"}
+THREAD_KEYS = {"thread_id", "source", "parent", "model", "turns"} | SUMS
 SID = "3f2a9c1e-0000-4000-8000-000000000000"
 
 
@@ -65,23 +69,37 @@ def ledger() -> Ledger:
 # --- the JSON report ----------------------------------------------------------------------------
 
 
-def test_report_schema_has_exactly_the_version_1_keys(ledger: Ledger) -> None:
-    report = report_dict(ledger)
-    assert set(report) == {"version", "ok", "expectations", "totals", "sessions", "failures"}
-    assert report["version"] == 1
+def test_report_schema_has_exactly_the_version_2_keys(ledger: Ledger) -> None:
+    about = {"generated_at": "2026-12-02T17:00:00.000Z", "started_at": "2026-12-02T16:00:00.000Z", "run_id": "r1",
+             "versions": {"cachepin": "0.1.0", "mitmproxy": "12.3.1"}}
+    report = report_dict(ledger, about)
+    assert set(report) == {"version", "ok", "expectations", "totals", "sessions", "failures"} | set(about)
+    assert report["version"] == 2 and report["run_id"] == "r1"
     assert report["ok"] is False
     assert report["expectations"] == {"expect": "warm", "min_hit": 50}
-    assert set(report["totals"]) == COUNTS | {"requests", "hit_ratio", "cost"}
+    assert set(report["totals"]) == SUMS | {"sessions", "evicted_sessions"}
     assert [set(s) for s in report["sessions"]] == [SESSION_KEYS] * 3
     assert all(set(t) == TURN_KEYS for s in report["sessions"] for t in s["turns"])
+    assert all(set(t) == THREAD_KEYS for s in report["sessions"] for t in s["threads"])
     assert all(set(f) == {"session_id", "turn", "message"} for f in report["failures"])
+
+
+def test_a_version_1_reader_still_finds_what_it_read(ledger: Ledger) -> None:
+    """Version 2 only adds: sessions[].requests, the four sums and turns[].verdict are where they were."""
+    report = report_dict(ledger)
+    assert all(V1_SESSION_KEYS <= set(s) and all(V1_TURN_KEYS <= set(t) for t in s["turns"])
+               for s in report["sessions"])
+    assert [s["requests"] for s in report["sessions"]] == [2, 2, 1]
+    assert sum(len(thread["turns"]) for s in report["sessions"] for thread in s["threads"]) == 6
 
 
 def test_report_figures(ledger: Ledger) -> None:
     report = report_dict(ledger)
     assert report["totals"] == {
         "input_tokens": 44, "cache_creation_input_tokens": 12076, "cache_read_input_tokens": 9000,
-        "output_tokens": 28, "requests": 5, "hit_ratio": round(9000 / 21120, 4), "cost": None,
+        "output_tokens": 28, "requests": 5, "errors": 1, "hit_ratio": round(9000 / 21120, 4),
+        "judged_hit_ratio": round(9000 / (9000 + 10 + 1538 + 12), 4), "cost": None, "sessions": 3,
+        "evicted_sessions": 0,
     }  # fmt: skip
     first, second, third = report["sessions"]
     assert [first["session_id"], second["session_id"], third["session_id"]] == [SID, "second", "third"]
@@ -92,8 +110,11 @@ def test_report_figures(ledger: Ledger) -> None:
         "index": 1, "flow_id": "flow-0", "started_at": 1_700_000_000.25, "provider": "anthropic",
         "model": "claude-sonnet-4-5", "status": 200, "stream": True, "input_tokens": 10,
         "cache_creation_input_tokens": 9000, "cache_read_input_tokens": 0, "output_tokens": 7, "verdict": None,
-        "ttft_ms": 120.3, "duration_ms": 1500.0, "cost": None,
+        "ttft_ms": 120.3, "duration_ms": 1500.0, "cost": None, "thread": "model:claude-sonnet-4-5", "position": None,
     }  # fmt: skip
+    assert [(t["thread_id"], t["source"], t["turns"], t["errors"]) for t in first["threads"]] == [
+        ("model:claude-sonnet-4-5", "model", [1, 2, 3], 1)]
+    assert (first["errors"], first["judged_hit_ratio"]) == (1, round(9000 / 9010, 4))
     assert second["hit_ratio"] == 0.0 and len(second["failures"]) == 2
     assert third["hit_ratio"] is None
     assert all(third[name] is None for name in COUNTS)
@@ -111,7 +132,9 @@ def test_report_json_round_trip(ledger: Ledger) -> None:
 def test_an_empty_ledger_reports_nulls_not_zero_percent() -> None:
     report = report_dict(Ledger())
     assert report["ok"] is True
-    assert report["totals"] == {name: None for name in COUNTS} | {"requests": 0, "hit_ratio": None, "cost": None}
+    assert report["totals"] == {name: None for name in COUNTS} | {
+        "requests": 0, "errors": 0, "hit_ratio": None, "judged_hit_ratio": None, "cost": None, "sessions": 0,
+        "evicted_sessions": 0}
     assert (report["sessions"], report["failures"]) == ([], [])
 
 
@@ -284,19 +307,20 @@ def test_junit_survives_control_characters_in_session_ids() -> None:
 
 def test_summary_table(ledger: Ledger) -> None:
     lines = summary_table(ledger).splitlines()
-    assert lines[0].split() == ["session", "source", "turns", "hit/miss", "read", "creation", "input", "output",
-                                "hit", "ratio", "status"]  # fmt: skip
+    assert lines[0].split() == ["session", "source", "turns", "hit/miss", "errors", "read", "creation", "input",
+                                "output", "hit", "ratio", "judged", "status"]  # fmt: skip
     rows = {line.split()[0]: line.split() for line in lines[2:5]}
-    assert rows["3f2a9c1e-000…"][2:] == ["2", "1/0", "9000", "9000", "20", "14", "49.9%", "ok"]
-    assert rows["second"][2:] == ["2", "0/1", "0", "3076", "24", "14", "0.0%", "FAIL"]
-    assert rows["third"][2:] == ["1", "0/0", "-", "-", "-", "-", "n/a", "ok"]
-    assert lines[6].split() == ["TOTAL", "5", "1/1", "9000", "12076", "44", "28", "42.6%", "FAIL"]
+    assert rows["3f2a9c1e-000…"][2:] == ["2", "1/0", "1", "9000", "9000", "20", "14", "49.9%", "99.9%", "ok"]
+    assert rows["second"][2:] == ["2", "0/1", "0", "0", "3076", "24", "14", "0.0%", "0.0%", "FAIL"]
+    assert rows["third"][2:] == ["1", "0/0", "0", "-", "-", "-", "-", "n/a", "n/a", "ok"]
+    assert lines[6].split() == ["TOTAL", "5", "1/1", "1", "9000", "12076", "44", "28", "42.6%", "85.2%", "FAIL"]
     assert len({len(line) for line in (lines[1], lines[5])}) == 1
     assert len(lines) == 7
 
 
 def test_summary_table_of_nothing_shows_na_and_mentions_evictions() -> None:
-    assert summary_table(Ledger()).splitlines()[-1].split() == ["TOTAL", "0", "0/0", "-", "-", "-", "-", "n/a", "ok"]
+    assert summary_table(Ledger()).splitlines()[-1].split() == ["TOTAL", "0", "0/0", "0", "-", "-", "-", "-", "n/a",
+                                                                "n/a", "ok"]
     ledger = Ledger(max_sessions=1)
     record(ledger, "a", 0)
     record(ledger, "b", 0)

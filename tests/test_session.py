@@ -9,6 +9,7 @@ import pytest
 
 from cachepin.request.dialects import Dialect
 from cachepin.request.body import parse_json_object
+from cachepin.request.chains import ResponseChains
 from cachepin.request.session import SESSION_HEADERS, fingerprint, is_valid_id, resolve
 
 UUID = "5f0c2d9e-8a41-4b7e-9c3d-1e2f3a4b5c6d"
@@ -79,9 +80,21 @@ def test_header_order_first_wins() -> None:
     assert resolve(headers, None, None).session_id == "claude-id"
 
 
-def test_fixed_option_beats_everything() -> None:
-    resolution = resolve({"x-session-id": "client"}, {"prompt_cache_key": "k"}, Dialect.OPENAI_CHAT, fixed="ci-42")
-    assert (resolution.session_id, resolution.source) == ("ci-42", "option")
+def test_a_responses_chain_keeps_the_session_of_the_response_it_continues() -> None:
+    """previous_response_id: only the new input is resent, so the fingerprint would change every turn."""
+    chains = ResponseChains(limit=2)
+    first = {"model": "gpt-5", "input": [{"role": "user", "content": "Fix the build."}]}
+    started = resolve({}, first, Dialect.OPENAI_RESPONSES, chains)
+    assert started.source == "fingerprint"
+    chains.learn("resp_1", started.session_id, started.source)
+    second = {"model": "gpt-5", "previous_response_id": "resp_1", "input": [{"role": "user", "content": "Now?"}]}
+    chained = resolve({}, second, Dialect.OPENAI_RESPONSES, chains)
+    assert (chained.session_id, chained.source) == (started.session_id, "body:previous_response_id")
+    assert resolve({"x-session-id": "s"}, second, Dialect.OPENAI_RESPONSES, chains).session_id == "s"
+    chains.learn("resp_2", "other", "header:x-session-id")
+    chains.learn("resp_3", "other", "header:x-session-id")  # over the limit: resp_1 is forgotten
+    assert resolve({}, second, Dialect.OPENAI_RESPONSES, chains).source == "fingerprint"
+    assert len(chains) == 2
 
 
 @pytest.mark.parametrize(

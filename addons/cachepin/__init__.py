@@ -17,3 +17,5 @@ The packages are the stages of a flow, in the order data moves through them
 ``audit`` ties the stages into one turn per response; ``options`` parses the
 addons' option values; ``handover`` keeps state across a hot reload.
 """
+
+__version__ = "0.1.0"  # the same as pyproject.toml's (tests/test_runtime_imports.py checks)

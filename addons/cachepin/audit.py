@@ -10,12 +10,18 @@ here lets it be tested, and benchmarked, without a proxy.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import NamedTuple
 
+from cachepin import __version__
+from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import from_headers, resolve
 from cachepin.request.snapshot import Snapshot
+from cachepin.request.thread import Position, Thread, position_of, thread_of
 from cachepin.response.extract import Extracted
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
@@ -37,6 +43,8 @@ class RequestFacts(NamedTuple):
     source: str
     model: str | None
     snapshot: Snapshot | None  # None when the body is no JSON object, or nothing is explained
+    thread: Thread | None = None  # None: the ledger keeps one thread per model
+    position: Position | None = None  # None: the body was not read
 
 
 class Recorded(NamedTuple):
@@ -54,6 +62,7 @@ def read_request(
     pinned: tuple[str, str] | None,
     body: Callable[[], dict | None],
     explain: bool,
+    chains: ResponseChains | None = None,
 ) -> RequestFacts:
     """The session, model and prefix snapshot of one request.
 
@@ -68,25 +77,30 @@ def read_request(
         if pinned is None and header.session_id is not None:
             pinned = header.session_id, header.source
         if pinned is not None:
-            return RequestFacts(*pinned, None, None)
+            return RequestFacts(*pinned, None, None, thread_of(headers, None, dialect))
     parsed = body()
     if pinned is None:
-        resolution = resolve(headers, parsed, dialect)
+        resolution = resolve(headers, parsed, dialect, chains)
         # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
         pinned = resolution.session_id or f"{UNIDENTIFIED}:{flow_id}", resolution.source
+    thread, position = thread_of(headers, parsed, dialect), position_of(parsed, dialect)
     if not explain:
-        return RequestFacts(*pinned, None, None)
+        return RequestFacts(*pinned, None, None, thread, position)
     snapshot = Snapshot.from_request(dialect, parsed, started_at) if parsed else None
-    return RequestFacts(*pinned, _request_model(parsed), snapshot)
+    return RequestFacts(*pinned, _request_model(parsed), snapshot, thread, position)
 
 
 class Audit:
     """The audit's state, which a hot reload hands over whole: the ledger, the explainer, the prices."""
 
-    def __init__(self, explainer: Explainer | None = None) -> None:
+    def __init__(self, versions: Mapping[str, str] | None = None) -> None:
+        self.run_id = uuid.uuid4().hex  # names this run in the report (and, later, its events)
+        self.started_at = time.time()
+        self.versions = {"cachepin": __version__, **(versions or {})}
         self.prices: PriceTable = DEFAULT_PRICES
         self.ledger = Ledger(pricer=self.price)
-        self.explainer = explainer or Explainer()
+        self.explainer = Explainer()
+        self.chains = ResponseChains()  # Responses ids of this run's turns, for previous_response_id
 
     def price(self, turn: Turn) -> Cost | None:
         """What a turn cost; derived when needed, never stored per turn."""
@@ -110,9 +124,13 @@ class Audit:
             usage=extracted.usage, model=request.model,
             ttft_ms=(first_byte_at - started_at) * 1000 if first_byte_at else None,
             duration_ms=(ended_at - started_at) * 1000 if ended_at else None, error=extracted.error,
+            thread=request.thread, position=request.position,
         )
         if turn.ok and request.snapshot is not None:
-            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage)
+            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage,
+                                               thread=turn.thread, continues=request.position is Position.CONTINUATION)
+        if turn.ok:
+            self.chains.learn(extracted.response_id, request.session_id, request.source)
         return Recorded(turn, failures, turn_log_line(request.session_id, turn))
 
     def event_line(self, request: RequestFacts, turn: Turn) -> str:
@@ -121,9 +139,15 @@ class Audit:
     def write_reports(self, report: str, junit: str) -> None:
         """Writes the files that are named (judge min_hit first: ``ledger.finalize``)."""
         if report:
-            write_json_atomic(report, report_dict(self.ledger))
+            about = {"generated_at": _utc(time.time()), "started_at": _utc(self.started_at), "run_id": self.run_id,
+                     "versions": self.versions}
+            write_json_atomic(report, report_dict(self.ledger, about))
         if junit:
             write_atomic(junit, junit_xml(self.ledger))
+
+
+def _utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _request_model(body: dict | None) -> str | None:

@@ -7,7 +7,8 @@ the first block that changed) need the same view of a request, so it lives
 here, once.
 
 A block's ``digest`` covers its content and role but not its ``cache_control``
-marker: moving a breakpoint does not change what is cached.
+marker: moving a breakpoint does not change what is cached. Nor does a
+volatile block (``volatile.py``) change its digest.
 
 Every turn of a conversation resends the blocks of all turns before it, and
 canonical JSON of a 500 KB request costs milliseconds of the proxy's event
@@ -26,6 +27,7 @@ from typing import Final
 
 from cachepin.request.dialects import Dialect
 from cachepin.request.tokens import estimate_tokens
+from cachepin.request.volatile import is_volatile_system_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class Block:
 _ENCODE: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 MEMO_SIZE = 32_768  # blocks remembered, about 200 bytes each: a few long conversations' worth
 _memo: OrderedDict[int, tuple[bytes, int]] = OrderedDict()  # content key -> digest, tokens; oldest first
+_VOLATILE = b"\x00volatile"  # what a volatile block's digest covers instead of its text
 
 
 def _canonical(value: object) -> str:
@@ -80,7 +83,9 @@ def _measured(role: str, value: object) -> tuple[bytes, int]:
         return known
     text = _canonical(value)
     digest = hashlib.sha256(role.encode("utf-8", "surrogatepass") + b"\x00")
-    digest.update(text.encode("utf-8", "surrogatepass"))
+    # A volatile block (volatile.py) keeps its tokens, but its changes are no change of the prefix.
+    volatile = role == "system" and is_volatile_system_text(text)
+    digest.update(_VOLATILE if volatile else text.encode("utf-8", "surrogatepass"))
     known = digest.digest()[:16], estimate_tokens(text)
     if key is not None:
         _memo[key] = known

@@ -1,10 +1,11 @@
 """Which conversation a request belongs to: the session id and where it came from.
 
-First match wins: a fixed id from the options, then an id the client already
-sends in a header, then one in the body, then a fingerprint of the
-conversation's stable start. The fingerprint needs no shared state, so every
-proxy instance, before and after a restart, derives the same id for the same
-conversation.
+First match wins: an id the client already sends in a header, then one in
+the body, then the session of the OpenAI Responses response the request
+continues, then a fingerprint of the conversation's stable start (a fixed id
+from the options beats all of them; the inject addon applies it). The
+fingerprint needs no shared state, so every proxy instance, before and after
+a restart, derives the same id for the same conversation.
 """
 
 from __future__ import annotations
@@ -16,15 +17,20 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
+from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
+from cachepin.request.volatile import is_volatile_system_text
 
-# Header names clients and gateways use for a session id, in priority order.
+# Header names clients and gateways use for a session id, in priority order. Per-request ids (Codex's
+# x-client-request-id) are never used: each request would become its own session, all of them cold.
 SESSION_HEADERS: tuple[str, ...] = (
     "x-session-id",
     "x-session-affinity",
     "x-claude-code-session-id",
-    "session-id",
-    "session_id",
+    "session-id",  # Codex
+    "session_id",  # older Codex
+    "thread-id",  # Codex, next to session-id (the same id for the main thread)
+    "x-amp-thread-id",  # Amp
     "x-opencode-session",
     "x-litellm-session-id",
     "helicone-session-id",
@@ -35,8 +41,6 @@ SESSION_HEADERS: tuple[str, ...] = (
 MAX_ID_LENGTH = 256
 _VALID_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
 _LEGACY_USER_ID = re.compile(r"_session_([^_\s]+)$")
-# Claude Code's first system block carries its version and changes every release.
-_VOLATILE_SYSTEM_PREFIX = "x-anthropic-billing-header:"
 _FINGERPRINT_VERSION = "cachepin-fp-v1"
 
 
@@ -70,11 +74,13 @@ def resolve(
     headers: Mapping[str, str],
     body: object,
     dialect: Dialect | None,
-    fixed: str = "",
+    chains: ResponseChains | None = None,
 ) -> Resolution:
-    """The session of one request. ``body`` is the parsed JSON body, or None when unreadable."""
-    if fixed:
-        return Resolution(fixed, "option")
+    """The session of one request. ``body`` is the parsed JSON body, or None when unreadable.
+
+    An id the client sends wins; then the session of the response the request
+    continues (``chains``); then the fingerprint of the conversation's start.
+    """
     resolution = from_headers(headers)
     if resolution.session_id is not None:
         return resolution
@@ -84,6 +90,9 @@ def resolve(
             if is_valid_id(value):
                 return Resolution(value, f"body:{path}", tuple(rejected))
             rejected.append(f"body:{path}")
+        chained = chains.session_of(body) if chains is not None else None
+        if chained is not None:
+            return Resolution(chained, "body:previous_response_id", tuple(rejected))
         fingerprinted = fingerprint(body, dialect)
         if fingerprinted is not None:
             return Resolution(fingerprinted, "fingerprint", tuple(rejected))
@@ -100,6 +109,9 @@ def _body_ids(body: dict) -> Iterator[tuple[str, object]]:
         yield "prompt_cache_key", body["prompt_cache_key"]
     if "session_id" in body:
         yield "session_id", body["session_id"]
+    request = body.get("request")
+    if isinstance(request, dict) and "session_id" in request:  # Gemini CLI through Code Assist
+        yield "request.session_id", request["session_id"]
 
 
 def _session_from_user_id(user_id: object) -> object:
@@ -123,7 +135,7 @@ def fingerprint(body: dict, dialect: Dialect | None) -> str | None:
     a conversation keeps its id when the client switches models or moves its
     cache breakpoint. None when the body holds neither part.
     """
-    system, first_user = _STABLE_START.get(dialect, _anthropic_start)(body)
+    system, first_user = stable_start(body, dialect)
     if not system and not first_user:
         return None
     canonical = json.dumps(
@@ -131,6 +143,11 @@ def fingerprint(body: dict, dialect: Dialect | None) -> str | None:
     )
     digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
     return f"fp_{digest[:32]}"
+
+
+def stable_start(body: dict, dialect: Dialect | None) -> tuple[list[str], list[str]]:
+    """The texts of the system prompt (volatile blocks left out) and of the first user message."""
+    return _STABLE_START.get(dialect, _anthropic_start)(body)
 
 
 def _texts(content: object) -> list[str]:
@@ -159,7 +176,7 @@ def _first(messages: object, roles: tuple[str, ...]) -> object:
 
 
 def _anthropic_start(body: dict) -> tuple[list[str], list[str]]:
-    system = [t for t in _texts(body.get("system")) if not t.startswith(_VOLATILE_SYSTEM_PREFIX)]
+    system = [t for t in _texts(body.get("system")) if not is_volatile_system_text(t)]
     return system, _texts(_first(body.get("messages"), ("user",)))
 
 

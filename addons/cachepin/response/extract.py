@@ -50,6 +50,7 @@ class Extracted:
     usage: Usage | None = None
     error: str | None = None  # the provider's error event, "type: message"
     warning: str | None = None  # why figures were dropped or parsing stopped; "; "-joined
+    response_id: str | None = None  # the provider's id of the response that reported the usage
 
 
 class _Reader:
@@ -328,7 +329,9 @@ class UsageAccumulator:
         if self._usage is not None:
             usage = _NORMALISERS[self.dialect](self._holder, self._usage, reader)
         warnings = list(dict.fromkeys(self._warnings + reader.warnings))[:_MAX_WARNINGS]
-        return Extracted(usage, self._error, "; ".join(warnings) or None)
+        response_id = self._holder.get("id")
+        return Extracted(usage, self._error, "; ".join(warnings) or None,
+                         response_id if isinstance(response_id, str) and len(response_id) <= 256 else None)
 
 
 def usage_from_json(dialect: Dialect, obj: object) -> Extracted:

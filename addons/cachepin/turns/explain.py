@@ -261,13 +261,17 @@ def explain(
 
 
 class Explainer:
-    """Keeps the previous snapshot per (session, model) and explains each new turn against it.
+    """Keeps the previous snapshot per (session, thread) and explains each new turn against it.
 
-    Keyed by model too, because clients interleave side requests on another
-    model (Claude Code's Haiku calls) in the same session: each model has its
-    own cache, and comparing across them would report false changes. A new
-    model in a session is thus a first turn. At most ``max_sessions`` keys are
-    kept, the least recently seen evicted first, so memory stays bounded.
+    Keyed by thread, because clients interleave other conversations in one
+    session (sub-agents, side requests on another model): each has its own
+    cached prefix, and comparing across them would report false changes.
+    Without a thread, each model is one. A request that continues a
+    conversation in a thread not seen yet (its system prompt or tools changed
+    mid-conversation, so its lineage did) is compared with the session's
+    latest request on the same model, so the change is named. At most
+    ``max_sessions`` keys are kept, the least recently seen evicted first, so
+    memory stays bounded.
     """
 
     def __init__(
@@ -280,10 +284,12 @@ class Explainer:
         self._ttl_scale = ttl_scale
         self._minimums = dict(minimums or {})
         self._max_sessions = max_sessions
-        self._previous: OrderedDict[tuple[str, str | None], Snapshot] = OrderedDict()
+        self._previous: OrderedDict[tuple[str, str | None], Snapshot] = OrderedDict()  # by (session, thread)
+        self._by_model: OrderedDict[tuple[str, str | None], Snapshot] = OrderedDict()  # by (session, model)
 
-    def observe(self, session: str, snapshot: Snapshot, usage: Usage | None) -> Explanation | None:
-        """Explain this turn against the session's previous one, then remember it.
+    def observe(self, session: str, snapshot: Snapshot, usage: Usage | None, *, thread: str | None = None,
+                continues: bool = False) -> Explanation | None:
+        """Explain this turn against the thread's previous one, then remember it.
 
         A response without usage (an error, a cut stream) is not remembered:
         a failed request caches nothing, so the next turn is compared with the
@@ -291,12 +297,15 @@ class Explainer:
         """
         if usage is None:
             return None
-        key = (session, snapshot.model)
-        found = explain(
-            self._previous.get(key), snapshot, usage, ttl_scale=self._ttl_scale, minimums=self._minimums
-        )
-        self._previous[key] = snapshot
-        self._previous.move_to_end(key)
-        while len(self._previous) > self._max_sessions:
-            self._previous.popitem(last=False)
+        key = (session, thread if thread is not None else snapshot.model)
+        by_model = (session, snapshot.model)
+        previous = self._previous.get(key)
+        if previous is None and continues:
+            previous = self._by_model.get(by_model)
+        found = explain(previous, snapshot, usage, ttl_scale=self._ttl_scale, minimums=self._minimums)
+        for table, table_key in ((self._previous, key), (self._by_model, by_model)):
+            table[table_key] = snapshot
+            table.move_to_end(table_key)
+            while len(table) > self._max_sessions:
+                table.popitem(last=False)
         return found

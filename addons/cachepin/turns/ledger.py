@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachepin.request.thread import Position, Thread, model_family
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.counts import Counts, Pricer
 from cachepin.turns.turn import Turn, Verdict
@@ -28,41 +29,61 @@ _MAX_SHARED_NAMES = 1024
 
 
 @dataclass(slots=True)
+class ThreadState:
+    """One thread of a session (request/thread.py): its name, and whether it has written the cache yet."""
+
+    thread_id: str
+    source: str
+    parent: str | None
+    model: str | None  # as the first turn's request named it
+    ok_turns: int = 0
+
+
+@dataclass(slots=True)
 class Session:
-    """One conversation's turns. Its sums are computed from the turns when asked, not stored:
-    reports are rare, sessions are many."""
+    """One client session's turns, in one or more threads. Its sums are computed from the turns when
+    asked, not stored: reports are rare, sessions are many."""
 
     session_id: str
     source: str  # how the session id was found (header, body field, ...), as first seen
     seq: int  # creation order: the LRU order of the ledger is not the order to report in
     turns: list[Turn] = field(default_factory=list)
-    min_hit_failure: Failure | None = None  # as of the last finalize(); it may recover
+    threads: list[ThreadState] = field(default_factory=list)  # in the order they appeared: a list of a few
+    # costs a third of a dict, and a session holds a handful of threads (see ``thread``)
+    pending: tuple[Failure, ...] = ()  # judged over the whole session at the last finalize()
 
     def ok_turns(self) -> Iterator[Turn]:
         return (turn for turn in self.turns if turn.ok)
 
-    def is_first_of(self, cache_key: str | None) -> bool:
-        """No successful turn of ``model`` yet: the next one may be cold.
-
-        Per model, because each model has its own cache: a client's side call on
-        another model (opencode's title call, Claude Code's Haiku requests) must
-        not make the main model's first turn look like a miss, nor the reverse.
-        Error turns do not count: a failed request cached nothing.
-        """
-        return not any(turn.ok and turn.cache_key == cache_key for turn in self.turns)
-
     def later_ok_turns(self) -> tuple[list[Turn], list[Turn]]:
-        """The successful turns split into each model's first and the later ones."""
-        seen: set[str | None] = set()
+        """The successful turns split into those that opened a thread and the later ones."""
         firsts: list[Turn] = []
         later: list[Turn] = []
         for turn in self.ok_turns():
-            (later if turn.cache_key in seen else firsts).append(turn)
-            seen.add(turn.cache_key)
+            (firsts if turn.opens else later).append(turn)
         return firsts, later
 
     def counts(self, pricer: Pricer | None = None) -> Counts:
         return Counts.of(self.ok_turns(), pricer)
+
+    def judged_counts(self) -> Counts:
+        """Sums over the turns ``min_hit`` judges: the successful ones after each thread's first."""
+        return Counts.of(self.later_ok_turns()[1])
+
+    @property
+    def errors(self) -> int:
+        return sum(not turn.ok for turn in self.turns)
+
+    def thread(self, thread_id: str) -> ThreadState | None:
+        """The thread of that id; searched from the latest, the one most turns continue."""
+        return next((state for state in reversed(self.threads) if state.thread_id == thread_id), None)
+
+    def thread_turns(self) -> list[tuple[ThreadState, list[Turn]]]:
+        """Each thread with its turns, in the order the threads appeared."""
+        grouped: dict[str | None, list[Turn]] = {state.thread_id: [] for state in self.threads}
+        for turn in self.turns:
+            grouped[turn.thread].append(turn)
+        return [(state, grouped[state.thread_id]) for state in self.threads]
 
 
 def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, Any]:
@@ -74,9 +95,9 @@ def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None
 
 
 def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
-    """The session's failure against ``min_hit`` percent, over its successful turns after the first.
+    """The session's failure against ``min_hit`` percent, over its successful turns after each thread's first.
 
-    The first turn (of each model) has to write the cache, so it is left out;
+    The first turn of each thread has to write the cache, so it is left out;
     a session with no later turn is not judged. The comparison is in integers,
     so a ratio exactly at the threshold passes.
     """
@@ -86,7 +107,12 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
     counts = Counts.of(later_turns)
     read = counts.cache_read_input_tokens
     later = len(later_turns)
-    after = f"turn {firsts[0].index}" if len(firsts) == 1 else f"the first turn of each of {len(firsts)} models"
+    if len(firsts) == 1:
+        after = f"turn {firsts[0].index}"
+    elif firsts:
+        after = f"the first turn of each of {len(firsts)} threads"
+    else:
+        after = "no first turn (every turn continued a conversation)"
     where = f"after {after} ({later} later turn{'s' * (later != 1)})"
     session_name = f"session {short_id(session.session_id)}"
     if read is None:
@@ -98,11 +124,20 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
     else:
         percent = read * 1000 // counts.ratio_base / 10  # floored: 49.96 % must not print as 50.0
         message = (
-            f"{session_name}: hit ratio {percent}% {where} is below min_hit {min_hit}% "
+            f"{session_name}: judged hit ratio {percent}% {where} is below min_hit {min_hit}% "
             f"(read {read}, creation {figure_text(counts.cache_creation_input_tokens)}, "
             f"input {figure_text(counts.input_tokens)})"
         )
     return Failure(session.session_id, None, message)
+
+
+def judge_evidence(session: Session) -> Failure | None:
+    """A session none of whose turns succeeded proves nothing about the cache: under an expectation it fails."""
+    if not session.turns or any(turn.ok for turn in session.turns):
+        return None
+    errors = len(session.turns)
+    return Failure(session.session_id, None, f"session {short_id(session.session_id)}: no successful response "
+                                             f"({errors} error turn{'s' * (errors != 1)})")
 
 
 class Ledger:
@@ -127,7 +162,10 @@ class Ledger:
         """Forget every session, turn, total and failure; the expectations stay."""
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self._totals = Counts()
-        self._failures: list[Failure] = []  # final ones: warm failures, min_hit of evicted sessions
+        self._failures: list[Failure] = []  # final ones: warm failures, judgements of evicted sessions
+        self._judged = Counts()  # successful turns after each thread's first: what min_hit judges
+        self._errors = 0
+        self._run_failure: Failure | None = None  # as of the last finalize()
         self._names: dict[str, str] = {}
         self._next_seq = 0
         self.evicted = 0
@@ -143,10 +181,24 @@ class Ledger:
         return self._totals
 
     @property
+    def judged(self) -> Counts:
+        """Running totals over the successful turns after each thread's first, evicted sessions included."""
+        return self._judged
+
+    @property
+    def errors(self) -> int:
+        """Error turns of the whole run, evicted sessions included."""
+        return self._errors
+
+    @property
+    def expecting(self) -> bool:
+        return self.expect is Expect.WARM or self.min_hit > 0
+
+    @property
     def failures(self) -> list[Failure]:
-        """Final failures in the order found, then the sessions' current min_hit failures."""
-        pending = [s.min_hit_failure for s in self.sessions if s.min_hit_failure is not None]
-        return [*self._failures, *pending]
+        """Final failures in the order found, then the sessions' current judgements, then the run's."""
+        pending = [failure for session in self.sessions for failure in session.pending]
+        return [*self._failures, *pending, *([self._run_failure] if self._run_failure else [])]
 
     def failure_messages(self) -> dict[str, list[str]]:
         """The failure messages of each session that failed, by full session id."""
@@ -158,7 +210,8 @@ class Ledger:
     @property
     def ok(self) -> bool:
         """No expectation failed (min_hit as of the last ``finalize()``)."""
-        return not self._failures and all(s.min_hit_failure is None for s in self._sessions.values())
+        return not self._failures and self._run_failure is None and not any(
+            session.pending for session in self._sessions.values())
 
     def record(
         self,
@@ -174,6 +227,8 @@ class Ledger:
         ttft_ms: float | None,
         duration_ms: float | None,
         error: str | None = None,
+        thread: Thread | None = None,
+        position: Position | None = None,
     ) -> tuple[Turn, list[str]]:
         """Add a response to its session; returns the turn and the failure messages it caused.
 
@@ -181,6 +236,12 @@ class Ledger:
         evicted to make room), so the caller can log each once, right away.
         ``model`` is what the request asked for; the model the response names
         wins, since that is what served (and cached) the turn.
+
+        A turn opens its thread when the thread has no successful turn yet and
+        the request does not continue a conversation (``position``): a
+        continuation that reads nothing is a miss even when this proxy never
+        saw the turns before it (a restart, another replica). Without a
+        ``thread`` each model is one thread.
         """
         new: list[str] = []
         session = self._sessions.get(session_id)
@@ -193,8 +254,13 @@ class Ledger:
         else:
             self._sessions.move_to_end(session_id)
         served = (usage.model if usage is not None else None) or model
-        cache_key = model or served  # the client's own name stays the same on every turn; a response may date it
-        first = session.is_first_of(cache_key)
+        if thread is None:  # the client's own model name stays the same on every turn; a response may date it
+            thread = Thread(self._shared(f"model:{model_family(model or served) or '-'}") or "", "model")
+        state = session.thread(thread.thread_id)
+        if state is None:
+            state = ThreadState(thread.thread_id, thread.source, thread.parent, self._shared(model or served))
+            session.threads.append(state)
+        first = state.ok_turns == 0 and position is not Position.CONTINUATION
         turn = Turn(
             index=len(session.turns) + 1,
             flow_id=flow_id,
@@ -207,40 +273,62 @@ class Ledger:
             ttft_ms=ttft_ms,
             duration_ms=duration_ms,
             error=error,
+            thread=state.thread_id,
+            position=None if position is None else position.value,
             **_usage_fields(usage, self._shared),
         )
         session.turns.append(turn)
-        if turn.ok:
-            self._totals.add(turn, self.pricer(turn) if self.pricer else None)
+        if not turn.ok:
+            self._errors += 1
+        else:
+            turn.opens = first
+            state.ok_turns += 1
+            price = self.pricer(turn) if self.pricer else None
+            self._totals.add(turn, price)
+            if not first:
+                self._judged.add(turn, price)
             if self.expect is Expect.WARM and not first and turn.verdict is not Verdict.HIT:
-                failure = warm_failure(session_id, turn)
+                failure = warm_failure(session_id, turn, state.source != "model")
                 self._failures.append(failure)
                 new.append(failure.message)
         return turn, new
 
     def finalize(self) -> list[str]:
-        """Judge min_hit over the sessions as they stand; returns the messages of newly failing ones.
+        """Judge the sessions and the run as they stand; returns the messages of newly failing ones.
 
-        Run it at report time and at shutdown. Calling it again records no
-        duplicates; a session that recovered since (more hits) passes again.
+        min_hit over each session's later turns; and, under any expectation, no
+        evidence is no pass: a session with no successful turn fails, and so
+        does a run that audited no successful response at all. Run it at report
+        time and at shutdown. Calling it again records no duplicates; a session
+        that recovered since (more hits) passes again.
         """
         new: list[str] = []
         for session in self.sessions:
-            failure = judge_min_hit(session, self.min_hit)
-            if failure is not None and session.min_hit_failure is None:
-                new.append(failure.message)
-            session.min_hit_failure = failure
+            judged = self._judge(session)
+            new += [f.message for f in judged if f.message not in {p.message for p in session.pending}]
+            session.pending = tuple(judged)
+        run_failure = None
+        if self.expecting and self._totals.requests == 0:
+            errors = f" ({self._errors} error turn{'s' * (self._errors != 1)})" if self._errors else ""
+            run_failure = Failure("", None, f"no successful LLM response was audited{errors}: nothing shows "
+                                            "that the cache works")
+        if run_failure is not None and self._run_failure is None:
+            new.append(run_failure.message)
+        self._run_failure = run_failure
         return new
 
+    def _judge(self, session: Session) -> list[Failure]:
+        judged = [judge_min_hit(session, self.min_hit), judge_evidence(session) if self.expecting else None]
+        return [failure for failure in judged if failure is not None]
+
     def _evict_oldest(self) -> list[str]:
-        """Drop the least recently used session; its min_hit judgement becomes final."""
+        """Drop the least recently used session; its judgements become final."""
         _, session = self._sessions.popitem(last=False)
         self.evicted += 1
-        failure = judge_min_hit(session, self.min_hit)
-        if failure is None:
-            return []
-        self._failures.append(failure)
-        return [] if session.min_hit_failure is not None else [failure.message]
+        judged = self._judge(session)
+        self._failures += judged
+        known = {failure.message for failure in session.pending}
+        return [failure.message for failure in judged if failure.message not in known]
 
     def _shared(self, name: str | None) -> str | None:
         """One string object per model/provider name instead of one per turn (~70 bytes each).

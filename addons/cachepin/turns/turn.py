@@ -31,7 +31,7 @@ class Turn:
     """
 
     __slots__ = ("index", "_flow_id", "status", "stream", "verdict", "provider", "model", "requested_model",
-                 "error", "miss", "_figures")
+                 "error", "miss", "thread", "position", "opens", "_figures")
 
     input_tokens = Figure[int](0)
     cache_creation_input_tokens = Figure[int](1)
@@ -65,6 +65,9 @@ class Turn:
         duration_ms: float | None = None,
         error: str | None = None,
         miss: Explanation | None = None,  # why a miss or partial hit read less than expected
+        thread: str | None = None,  # the thread of its session (request/thread.py)
+        position: str | None = None,  # "start" or "continuation", as the request showed; None: unknown
+        opens: bool = False,  # the first successful turn of its thread, which has to write the cache
     ) -> None:
         self.index = index
         self._flow_id = pack_flow_id(flow_id)
@@ -76,6 +79,9 @@ class Turn:
         self.requested_model = requested_model
         self.error = error
         self.miss = miss
+        self.thread = thread
+        self.position = position
+        self.opens = opens
         self._figures = pack(
             (input_tokens, cache_creation_input_tokens, cache_read_input_tokens, output_tokens, cache_creation_5m,
              cache_creation_1h),
@@ -122,4 +128,4 @@ class Turn:
 
 _TURN_FIELDS = ("index", "flow_id", "started_at", "status", "stream", "verdict", "provider", "model",
                 "requested_model", *COUNT_FIELDS, *SPLIT_FIELDS, "ttft_ms",
-                "duration_ms", "error", "miss")
+                "duration_ms", "error", "miss", "thread", "position", "opens")

@@ -50,8 +50,11 @@ def figure_text(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
-def warm_failure(session_id: str, turn: Turn) -> Failure:
-    where = f"session {short_id(session_id)} turn {turn.index}: expected a cache hit"
+def warm_failure(session_id: str, turn: Turn, thread_named: bool = True) -> Failure:
+    """``thread_named``: the thread has a name of its own (not one per model, for lack of a body)."""
+    thread = f" (thread {short_id(turn.thread)})" if turn.thread and thread_named else ""
+    continues = ", which continues a conversation" if turn.position == "continuation" else ""
+    where = f"session {short_id(session_id)} turn {turn.index}{thread}{continues}: expected a cache hit"
     if turn.verdict is Verdict.NONE:
         message = f"{where}, but the provider reports no cache figures (model {turn.model or '-'})"
     else:

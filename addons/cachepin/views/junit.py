@@ -15,8 +15,12 @@ def _xml_text(text: str) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
+RUN_CASE = "(the whole run)"
+
+
 def junit_xml(ledger: Ledger) -> str:
-    """JUnit XML, one testcase per session, so CI systems show failing sessions natively.
+    """JUnit XML, one testcase per session, so CI systems show failing sessions natively; failures name the
+    session's thread where one is to blame.
 
     Evicted sessions that failed get a testcase too; the ones that passed are
     no longer known by id.
@@ -30,7 +34,8 @@ def junit_xml(ledger: Ledger) -> str:
     root = ET.Element("testsuites", {"name": "cachepin", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": "cachepin", **counts})
     for sid in session_ids:
-        case = ET.SubElement(suite, "testcase", name=_xml_text(sid), classname="cachepin")
+        name = sid or RUN_CASE  # a failure of the whole run (no successful response at all) has no session
+        case = ET.SubElement(suite, "testcase", name=_xml_text(name), classname="cachepin")
         if sid in messages:
             failure = ET.SubElement(case, "failure", message=_xml_text(messages[sid][0]), type="cachepin")
             failure.text = _xml_text("\n".join(messages[sid]))

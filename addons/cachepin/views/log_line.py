@@ -26,6 +26,7 @@ def turn_log_line(session_id: str, turn: Turn) -> str:
         "cachepin",
         f"session={token(short_id(session_id))}",
         f"turn={turn.index}",
+        *([f"thread={token(short_id(turn.thread))}"] if turn.thread else []),
         f"model={token(turn.model)}",
         f"verdict={turn.verdict.value}",
         f"read={token(turn.cache_read_input_tokens)}",

@@ -8,14 +8,15 @@ ledger, so none can leak from here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from cachepin.response.usage import COUNT_FIELDS
 from cachepin.turns.counts import Counts, Pricer
-from cachepin.turns.ledger import Ledger
+from cachepin.turns.ledger import Ledger, Session
 from cachepin.turns.pricing import Cost
 from cachepin.turns.turn import Turn
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 
 
 def _counts(source: Turn | Counts) -> dict[str, int | None]:
@@ -46,6 +47,8 @@ def turn_dict(turn: Turn, pricer: Pricer | None = None) -> dict[str, object]:
         "stream": turn.stream,
         **_counts(turn),
         "verdict": turn.verdict.value,
+        "thread": turn.thread,
+        "position": turn.position,
         "ttft_ms": _ms(turn.ttft_ms),
         "duration_ms": _ms(turn.duration_ms),
         "cost": _cost(pricer(turn) if pricer and turn.ok else None),
@@ -56,37 +59,58 @@ def turn_dict(turn: Turn, pricer: Pricer | None = None) -> dict[str, object]:
     return out
 
 
-def report_dict(ledger: Ledger) -> dict[str, object]:
-    """The JSON report, schema version 1. Run ``ledger.finalize()`` first to include min_hit.
+def _sums(turns: list[Turn], pricer: Pricer | None, judged: Counts) -> dict[str, object]:
+    """What a session and a thread report of their turns: counts, both hit ratios, errors, cost."""
+    counts = Counts.of((turn for turn in turns if turn.ok), pricer)
+    return {
+        "requests": counts.requests,
+        **_counts(counts),
+        "errors": sum(not turn.ok for turn in turns),
+        "hit_ratio": _ratio(counts.hit_ratio),
+        "judged_hit_ratio": _ratio(judged.hit_ratio),
+        "cost": _cost(counts.cost),
+    }
 
-    Sessions evicted from memory appear in the totals and failures only.
+
+def _session_dict(session: Session, pricer: Pricer | None, failures: list[str]) -> dict[str, object]:
+    threads = []
+    for thread, turns in session.thread_turns():
+        judged = Counts.of(turn for turn in turns if turn.ok and not turn.opens)
+        threads.append({"thread_id": thread.thread_id, "source": thread.source, "parent": thread.parent,
+                        "model": thread.model, **_sums(turns, pricer, judged),
+                        "turns": [turn.index for turn in turns]})
+    return {
+        "session_id": session.session_id,
+        "source": session.source,
+        **_sums(session.turns, pricer, session.judged_counts()),
+        "failures": failures,
+        "threads": threads,
+        "turns": [turn_dict(turn, pricer) for turn in session.turns],
+    }
+
+
+def report_dict(ledger: Ledger, about: Mapping[str, object] | None = None) -> dict[str, object]:
+    """The JSON report, schema version 2 (docs/reports.md). Run ``ledger.finalize()`` first to include min_hit.
+
+    ``about`` says when and what: ``generated_at``, ``started_at``, ``run_id``,
+    ``versions``. Sessions evicted from memory appear in the totals and
+    failures only.
     """
     messages = ledger.failure_messages()
-    sessions = []
-    for session in ledger.sessions:
-        counts = session.counts(ledger.pricer)
-        sessions.append(
-            {
-                "session_id": session.session_id,
-                "source": session.source,
-                "requests": counts.requests,
-                **_counts(counts),
-                "hit_ratio": _ratio(counts.hit_ratio),
-                "cost": _cost(counts.cost),
-                "failures": messages.get(session.session_id, []),
-                "turns": [turn_dict(turn, ledger.pricer) for turn in session.turns],
-            }
-        )
     totals = ledger.totals
     return {
         "version": REPORT_VERSION,
+        **(about or {}),
         "ok": ledger.ok,
         "expectations": {"expect": ledger.expect.value, "min_hit": ledger.min_hit},
-        "totals": {**_counts(totals), "requests": totals.requests, "hit_ratio": _ratio(totals.hit_ratio),
-                   "cost": _cost(totals.cost)},
-        "sessions": sessions,
+        "totals": {**_counts(totals), "requests": totals.requests, "errors": ledger.errors,
+                   "hit_ratio": _ratio(totals.hit_ratio), "judged_hit_ratio": _ratio(ledger.judged.hit_ratio),
+                   "cost": _cost(totals.cost), "sessions": len(ledger.sessions) + ledger.evicted,
+                   "evicted_sessions": ledger.evicted},
+        "sessions": [_session_dict(session, ledger.pricer, messages.get(session.session_id, []))
+                     for session in ledger.sessions],
         "failures": [
-            {"session_id": failure.session_id, "turn": failure.turn, "message": failure.message}
+            {"session_id": failure.session_id or None, "turn": failure.turn, "message": failure.message}
             for failure in ledger.failures
         ],
     }

@@ -3,38 +3,52 @@
 from __future__ import annotations
 
 from cachepin.turns.counts import Counts
-from cachepin.turns.ledger import Ledger
+from cachepin.turns.ledger import Ledger, Session
 from cachepin.turns.verdicts import short_id
 from cachepin.views.text import percent, token
 
-_TABLE_HEADER = ["session", "source", "turns", "hit/miss", "read", "creation", "input", "output", "hit ratio", "status"]
+_TABLE_HEADER = ["session", "source", "turns", "hit/miss", "errors", "read", "creation", "input", "output",
+                 "hit ratio", "judged", "status"]
 _TABLE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens", "input_tokens", "output_tokens")
 _LEFT_ALIGNED = {0, 1, len(_TABLE_HEADER) - 1}
 
 
-def _table_row(name: str, source: str, counts: Counts, ok: bool) -> list[str]:
+def _table_row(name: str, source: str, counts: Counts, errors: int, judged: Counts, status: str) -> list[str]:
     return [
-        token(name),
+        name,
         token(source),
         str(counts.requests),
         f"{counts.hits}/{counts.misses}",
+        str(errors),
         *(token(getattr(counts, field)) for field in _TABLE_FIELDS),
         percent(counts.hit_ratio),
-        "ok" if ok else "FAIL",
+        percent(judged.hit_ratio),
+        status,
     ]
+
+
+def _rows(session: Session, failed: bool) -> list[list[str]]:
+    """The session's row, then one per thread when it has several."""
+    rows = [_table_row(token(short_id(session.session_id)), session.source, session.counts(), session.errors,
+                       session.judged_counts(), "FAIL" if failed else "ok")]
+    threads = session.thread_turns()
+    for thread, turns in threads if len(threads) > 1 else []:
+        ok = [turn for turn in turns if turn.ok]
+        rows.append(_table_row("  thread " + token(short_id(thread.thread_id)), thread.source, Counts.of(ok),
+                               len(turns) - len(ok), Counts.of(turn for turn in ok if not turn.opens), ""))
+    return rows
 
 
 def summary_table(ledger: Ledger) -> str:
-    """A fixed-width table for terminals and CI logs: one row per session and a totals row.
+    """A fixed-width table for terminals and CI logs: a row per session (and per thread of a session that
+    has several) and a totals row.
 
-    ``turns`` counts successful turns, like the totals; error turns are in the JSON report.
+    ``turns`` counts successful turns, like the totals; ``errors`` the others. ``judged`` is the hit ratio
+    ``min_hit`` judges: over the turns after each thread's first.
     """
     messages = ledger.failure_messages()
-    rows = [
-        _table_row(short_id(s.session_id), s.source, s.counts(), s.session_id not in messages)
-        for s in ledger.sessions
-    ]
-    total = _table_row("TOTAL", "", ledger.totals, ledger.ok)
+    rows = [row for session in ledger.sessions for row in _rows(session, session.session_id in messages)]
+    total = _table_row("TOTAL", "", ledger.totals, ledger.errors, ledger.judged, "ok" if ledger.ok else "FAIL")
     widths = [max(len(row[i]) for row in (_TABLE_HEADER, *rows, total)) for i in range(len(_TABLE_HEADER))]
 
     def line(cells: list[str]) -> str:

@@ -1,0 +1,37 @@
+"""OpenAI Responses conversations chained by ``previous_response_id``.
+
+Such a request resends only the new input, so its fingerprint changes every
+turn; but it names the response it continues, and that response belongs to a
+session already. Each addon learns the id of every response it sees and looks
+up the session of the one a request continues. Within one proxy instance
+only: a replica that did not see the previous response cannot know it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+LIMIT = 100_000  # response ids remembered (about 200 bytes each), the oldest forgotten first
+
+
+class ResponseChains:
+    def __init__(self, limit: int = LIMIT) -> None:
+        self._limit = limit
+        self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()  # response id -> session id, source
+
+    def learn(self, response_id: str | None, session_id: str, source: str) -> None:
+        if not response_id:
+            return
+        self._sessions[response_id] = session_id, source
+        self._sessions.move_to_end(response_id)
+        while len(self._sessions) > self._limit:
+            self._sessions.popitem(last=False)
+
+    def session_of(self, body: dict) -> str | None:
+        """The session of the response this request continues, when this proxy saw it."""
+        previous = body.get("previous_response_id")
+        known = self._sessions.get(previous) if isinstance(previous, str) else None
+        return known[0] if known else None
+
+    def __len__(self) -> int:
+        return len(self._sessions)

@@ -1,0 +1,127 @@
+"""Threads inside sessions, and a request's position, from what the client sends: no proxy memory involved."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from cachepin.request.dialects import Dialect
+from cachepin.request.thread import Position, Thread, lineage, model_family, position_of, thread_of
+
+BILLING = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=cli; cch=ab12;"}
+SYSTEM = {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
+TOOLS = [{"name": "Read", "input_schema": {"type": "object"}}, {"name": "Agent", "input_schema": {"type": "object"}}]
+
+
+def main_agent(turns: int = 1) -> dict:
+    messages: list[dict] = [{"role": "user", "content": "Fix the failing test."}]
+    for n in range(1, turns):
+        messages += [{"role": "assistant", "content": f"step {n}"}, {"role": "user", "content": f"result {n}"}]
+    return {"model": "claude-opus-4-8", "system": [BILLING, SYSTEM], "tools": TOOLS, "messages": messages}
+
+
+def sub_agent() -> dict:
+    """Claude Code's Agent tool: the parent's session id and model, another system prompt and tool list."""
+    body = main_agent()
+    body["system"] = [BILLING, {"type": "text", "text": "You are a search agent."}]
+    body["tools"] = TOOLS[:1]
+    body["messages"] = [{"role": "user", "content": "Find where the test fixture is defined."}]
+    return body
+
+
+def test_every_turn_of_a_conversation_is_one_thread() -> None:
+    first = thread_of({}, main_agent(1), Dialect.ANTHROPIC)
+    assert first is not None and first.source == "lineage" and first.thread_id.startswith("ln_")
+    later = [thread_of({}, main_agent(n), Dialect.ANTHROPIC) for n in (2, 5, 9)]
+    assert {thread.thread_id for thread in later if thread} == {first.thread_id}
+
+
+def test_a_sub_agent_is_a_thread_of_its_own() -> None:
+    assert thread_of({}, sub_agent(), Dialect.ANTHROPIC) != thread_of({}, main_agent(), Dialect.ANTHROPIC)
+
+
+@pytest.mark.parametrize("change", [
+    lambda b: b["system"].__setitem__(0, {"type": "text", "text": "x-anthropic-billing-header: cc_version=9;"}),
+    lambda b: b["system"][1].pop("cache_control"),
+    lambda b: b.__setitem__("model", "claude-opus-4-8-20261101"),
+    lambda b: b.__setitem__("max_tokens", 9),
+], ids=["billing-block", "cache-control", "dated-model", "other-field"])
+def test_what_a_cache_ignores_keeps_the_lineage(change) -> None:  # type: ignore[no-untyped-def]
+    body = main_agent()
+    changed = copy.deepcopy(body)
+    change(changed)
+    assert lineage(changed, Dialect.ANTHROPIC, changed["model"]) == lineage(body, Dialect.ANTHROPIC, body["model"])
+
+
+@pytest.mark.parametrize("change", [
+    lambda b: b.__setitem__("model", "claude-haiku-4-5"),  # a side call on another model: its own cache
+    lambda b: b["tools"].pop(),
+    lambda b: b["system"][1].__setitem__("text", "You are Claude Code, v2."),
+    lambda b: b["messages"][0].__setitem__("content", "Summary of the conversation so far: ..."),  # compaction
+], ids=["model", "tools", "system", "first-user-message"])
+def test_what_a_cache_keys_on_starts_another_lineage(change) -> None:  # type: ignore[no-untyped-def]
+    body = main_agent()
+    changed = copy.deepcopy(body)
+    change(changed)
+    assert lineage(changed, Dialect.ANTHROPIC, changed["model"]) != lineage(body, Dialect.ANTHROPIC, body["model"])
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"x-claude-code-agent-id": "agent-7", "x-claude-code-parent-agent-id": "agent-1"},
+     Thread("agent-7", "header:x-claude-code-agent-id", "agent-1")),
+    ({"Thread-Id": "019a7c3e-5b21", "x-codex-parent-thread-id": "019a7c3e-0000"},
+     Thread("019a7c3e-5b21", "header:thread-id", "019a7c3e-0000")),
+    ({"x-amp-thread-id": "T-42"}, Thread("T-42", "header:x-amp-thread-id")),
+    ({"x-claude-code-agent-id": "bad id", "thread-id": "t1"}, Thread("t1", "header:thread-id")),
+])
+def test_a_thread_the_client_names_wins(headers: dict[str, str], expected: Thread) -> None:
+    assert thread_of(headers, main_agent(), Dialect.ANTHROPIC) == expected
+    assert thread_of(headers, None, Dialect.ANTHROPIC) == expected
+
+
+def test_opencode_names_the_parent_session_of_a_child_session() -> None:
+    thread = thread_of({"x-parent-session-id": "ses_parent"}, main_agent(), Dialect.ANTHROPIC)
+    assert thread is not None and (thread.source, thread.parent) == ("lineage", "ses_parent")
+
+
+def test_without_a_body_or_a_thread_header_the_ledger_decides() -> None:
+    assert thread_of({"x-session-id": "s"}, None, Dialect.ANTHROPIC) is None
+
+
+@pytest.mark.parametrize(("dialect", "body", "expected"), [
+    (Dialect.ANTHROPIC, main_agent(1), Position.START),
+    (Dialect.ANTHROPIC, main_agent(2), Position.CONTINUATION),
+    (Dialect.ANTHROPIC, {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "{"}]},
+     Position.START),  # a prefill is part of the first request
+    (Dialect.ANTHROPIC, {"messages": "nonsense"}, None),
+    (Dialect.BEDROCK_CONVERSE, {"messages": [{"role": "user"}, {"role": "assistant"}, {"role": "user"}]},
+     Position.CONTINUATION),
+    (Dialect.OPENAI_CHAT, {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]},
+     Position.START),
+    (Dialect.OPENAI_CHAT, {"messages": [{"role": "user"}, {"role": "assistant", "tool_calls": []},
+                                        {"role": "tool", "content": "out"}]}, Position.CONTINUATION),
+    (Dialect.OPENAI_RESPONSES, {"input": "Fix it."}, Position.START),
+    (Dialect.OPENAI_RESPONSES, {"input": [{"role": "user", "content": "Fix it."}]}, Position.START),
+    (Dialect.OPENAI_RESPONSES, {"input": [{"role": "user", "content": "x"}, {"type": "function_call", "name": "f"},
+                                          {"type": "function_call_output", "output": "o"}]}, Position.CONTINUATION),
+    (Dialect.OPENAI_RESPONSES, {"previous_response_id": "resp_1", "input": [{"role": "user", "content": "Now?"}]},
+     Position.CONTINUATION),
+    (Dialect.GEMINI, {"contents": [{"role": "user", "parts": []}]}, Position.START),
+    (Dialect.GEMINI, {"contents": [{"role": "user"}, {"role": "model"}, {"role": "user"}]}, Position.CONTINUATION),
+])
+def test_position_is_read_from_the_request(dialect: Dialect, body: dict, expected: Position | None) -> None:
+    assert position_of(body, dialect) is expected
+
+
+def test_no_body_no_position() -> None:
+    assert position_of(None, Dialect.ANTHROPIC) is None
+
+
+@pytest.mark.parametrize(("model", "family"), [
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"), ("Claude-Sonnet-4-5", "claude-sonnet-4-5"),
+    ("claude-3-7-sonnet-latest", "claude-3-7-sonnet"), ("claude-opus-4-1@20250805", "claude-opus-4-1"),
+    ("gpt-5", "gpt-5"), (None, ""),
+])
+def test_model_family(model: str | None, family: str) -> None:
+    assert model_family(model) == family
