@@ -14,7 +14,7 @@ import anthropic
 import pytest
 
 from fake_upstream import FakeUpstream
-from processes import Mitmdump, wait_until
+from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +86,13 @@ def test_miss_is_commented_marked_and_viewable_in_mitmweb(upstream: FakeUpstream
     short = session_id[:12] + "…"
     inject_note, audit_note = first["comment"].split("\n")
     assert inject_note == f"cachepin: session {session_id} (fingerprint)"
-    assert re.fullmatch(f"session={re.escape(short)} turn=1 model=claude-sonnet-4-6 verdict=cold read=0 "
-                        r"creation=1538 input=12 output=85 ttft_ms=\d+", audit_note)
+    assert re.fullmatch(f"session={re.escape(short)} turn=1 thread=ln_[0-9a-f]{{9}}… model=claude-sonnet-4-6 "
+                        r"verdict=cold read=0 creation=1538 input=12 output=85 ttft_ms=\d+", audit_note)
+    thread = audit_note.split()[2]
     assert first["marked"] == ""
     inject_note, audit_note = second["comment"].split("\n")
     assert inject_note == f"cachepin: session {session_id} (fingerprint)"
-    assert audit_note.startswith(f"session={short} turn=2 model=claude-sonnet-4-6 verdict=miss read=0 "
+    assert audit_note.startswith(f"session={short} turn=2 {thread} model=claude-sonnet-4-6 verdict=miss read=0 "
                                  "creation=1600 input=12 output=85 ")
     assert "reason=no_breakpoint (" in audit_note
     assert second["marked"] == "\N{CROSS MARK}"  # the API sends the emoji of the ":x:" shortcode
