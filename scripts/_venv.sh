@@ -1,4 +1,4 @@
-# Sourced by scripts/demo, scripts/test, scripts/verify and scripts/bench.
+# Sourced by scripts/demo, scripts/test, scripts/verify, scripts/bench and scripts/gateway-sim.
 # Creates .venv with a Python >= 3.12 found on this machine and installs the
 # project with its test extras; re-installs only when pyproject.toml changed.
 set -euo pipefail

@@ -1,20 +1,14 @@
-"""Shared fixtures: the repo's scripts/ and tests/ on sys.path, a recording upstream, mitmdump runs."""
+"""Shared fixtures: a recording upstream, mitmdump runs (addons/ and tests/ are on pytest's pythonpath)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-for folder in (ROOT / "scripts", ROOT / "tests", ROOT / "addons"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from fake_upstream import FakeUpstream  # noqa: E402
-from processes import Mitmdump  # noqa: E402
+from cachepin_tools.harness.processes import Mitmdump
+from fake_upstream import FakeUpstream
 
 
 @pytest.fixture

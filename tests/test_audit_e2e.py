@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from fake_upstream import FakeUpstream
-from processes import ADDONS, BIN, Mitmdump, wait_until
+from cachepin_tools.harness.processes import ADDONS, BIN, Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
 

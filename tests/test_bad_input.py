@@ -27,7 +27,7 @@ from hostile_upstream import (Action, Close, HostileUpstream, RawRequest, Send, 
                               connections_closed, drive, exchange, harness, level_log_addon, make_request,
                               make_response, problems, response_bytes)
 from inject import Inject
-from processes import Mitmdump, wait_until
+from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 if sys.version_info >= (3, 14):
     from compression import zstd

@@ -15,20 +15,21 @@ from pathlib import Path
 
 import pytest
 
-import verify
 from cachepin.request.tokens import estimate_tokens
-from drive import SYSTEM_TOKENS, Target, conversations, system_prompt
+from cachepin_tools.harness import verify
+from cachepin_tools.harness.conversations import SYSTEM_TOKENS, conversations, system_prompt
+from cachepin_tools.harness.target import Target
 
 pytestmark = pytest.mark.e2e
 
-SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+HARNESS = "cachepin_tools.harness"  # scripts/demo and scripts/verify run its demo and verify modules
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 
 def launch(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The command in its own session, so that every process it starts can be found afterwards."""
     environment = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES} | (env or {})
-    return subprocess.Popen([sys.executable, str(SCRIPTS / script), *args], cwd=cwd, env=environment, text=True,
+    return subprocess.Popen([sys.executable, "-m", f"{HARNESS}.{script}", *args], cwd=cwd, env=environment, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -64,7 +65,7 @@ def row(output: str, label: str) -> list[str]:
 
 
 def test_demo_shows_affinity_turning_misses_into_hits(tmp_path: Path) -> None:
-    status, out, err = run("demo.py", "--out", str(tmp_path), cwd=tmp_path)
+    status, out, err = run("demo", "--out", str(tmp_path), cwd=tmp_path)
     assert status == 0, out + err
     assert "Traceback" not in out + err
 
@@ -91,7 +92,7 @@ def test_demo_shows_affinity_turning_misses_into_hits(tmp_path: Path) -> None:
 
 
 def test_demo_stops_everything_when_terminated(tmp_path: Path) -> None:
-    proc = launch("demo.py", "--event-delay", "0.05", cwd=tmp_path)  # ~1 s per streamed turn
+    proc = launch("demo", "--event-delay", "0.05", cwd=tmp_path)  # ~1 s per streamed turn
     deadline = time.monotonic() + 20
     while len(leftovers(proc.pid)) < 3 and time.monotonic() < deadline:  # the demo, a simulator, a mitmdump
         time.sleep(0.05)
@@ -110,7 +111,7 @@ def test_demo_stops_everything_when_terminated(tmp_path: Path) -> None:
 def test_verify_passes_with_affinity_and_leaves_the_report_and_junit(tmp_path: Path) -> None:
     secret = "sk-cachepin-test-5f3a9e1c7d"
     (tmp_path / "out").mkdir()
-    status, out, err = run("verify.py", "--conversations", "2", "--turns", "3", "--junit", "out/cache.xml",
+    status, out, err = run("verify", "--conversations", "2", "--turns", "3", "--junit", "out/cache.xml",
                            "--api-key-env", "CACHEPIN_TEST_KEY", cwd=tmp_path, env={"CACHEPIN_TEST_KEY": secret})
     assert status == 0, out + err
     assert "verify: PASS" in out
@@ -129,7 +130,7 @@ def test_verify_passes_with_affinity_and_leaves_the_report_and_junit(tmp_path: P
 
 
 def test_verify_fails_with_status_3_without_the_inject_addon(tmp_path: Path) -> None:
-    status, out, err = run("verify.py", "--no-inject", "--conversations", "2", "--turns", "3", "--junit", "j.xml",
+    status, out, err = run("verify", "--no-inject", "--conversations", "2", "--turns", "3", "--junit", "j.xml",
                            cwd=tmp_path)
     assert status == 3, out + err
     assert "verify: FAIL" in out
@@ -143,7 +144,7 @@ def test_verify_fails_with_status_3_without_the_inject_addon(tmp_path: Path) -> 
 
 
 def test_verify_drives_openai_chat_completions(tmp_path: Path) -> None:
-    status, out, err = run("verify.py", "--provider", "openai", "--conversations", "1", "--turns", "3",
+    status, out, err = run("verify", "--provider", "openai", "--conversations", "1", "--turns", "3",
                            "--report", "openai.json", cwd=tmp_path)
     assert status == 0, out + err
     session, = json.loads((tmp_path / "openai.json").read_text())["sessions"]

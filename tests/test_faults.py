@@ -17,7 +17,7 @@ import pytest
 from hostile_upstream import (Action, Close, H2Answer, H2Request, H2Upstream, Hang, HostileUpstream, Pause,
                               RawRequest, Reset, Send, TestPKI, chunk, chunked_head, client_context, connections_closed,
                               exchange, level_log_addon, response_bytes, run_hook)
-from processes import Mitmdump, wait_until
+from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
 

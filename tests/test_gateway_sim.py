@@ -1,4 +1,4 @@
-"""Tests for the gateway simulator (scripts/gateway_sim.py, scripts/gateway_sim_cache.py).
+"""Tests for the gateway simulator (cachepin_tools.simulator: server, cache, routing).
 
 The cache and routing rules are checked as pure logic with an injected clock;
 the HTTP layer is checked with the official anthropic and openai SDKs (and raw
@@ -31,12 +31,10 @@ import anthropic
 import openai
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import gateway_sim as sim  # noqa: E402
-from cachepin.request.dialects import Dialect  # noqa: E402
-from gateway_sim_cache import CacheControlError, CacheRules, CacheUsage, PromptCache, Router  # noqa: E402
+from cachepin.request.dialects import Dialect
+from cachepin_tools.simulator import server as sim
+from cachepin_tools.simulator.cache import CacheControlError, CacheRules, CacheUsage, PromptCache
+from cachepin_tools.simulator.routing import Router
 
 CLAUDE = "claude-sonnet-4-6"
 GPT = "gpt-5.1"
@@ -895,13 +893,13 @@ def test_http_cache_expires_on_the_injected_clock(start: Callable[..., Server]) 
 # --- the command line ----------------------------------------------------------------------------
 
 
-SCRIPT = ROOT / "scripts" / "gateway_sim.py"
+SIMULATOR = ("-m", "cachepin_tools.simulator")  # what scripts/gateway-sim runs
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_announces_its_url_serves_and_exits_cleanly_on_signal(tmp_path: Path, direct: None, signum: int) -> None:
     log = tmp_path / "sim.jsonl"
-    command = [sys.executable, str(SCRIPT), "--port", "0", "--accounts", "2", "--log", str(log)]
+    command = [sys.executable, *SIMULATOR, "--port", "0", "--accounts", "2", "--log", str(log)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path) as proc:
         try:
             line = proc.stdout.readline()
@@ -919,7 +917,7 @@ def test_cli_announces_its_url_serves_and_exits_cleanly_on_signal(tmp_path: Path
 
 
 def test_cli_help_describes_every_flag() -> None:
-    result = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, *SIMULATOR, "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     flags = "--host --port --accounts --min-tokens --model-min-tokens --ttl-scale --event-delay --gzip-sse"
     for flag in (*flags.split(), "--fail-rate", "--seed", "--log"):

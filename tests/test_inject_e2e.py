@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from fake_upstream import FakeUpstream
-from processes import ADDONS, Mitmdump, Process, _MITM_LISTENING
+from cachepin_tools.harness.processes import ADDONS, Mitmdump, Process, _MITM_LISTENING
 
 pytestmark = pytest.mark.e2e
 
@@ -126,6 +126,7 @@ def test_runs_from_a_plain_copy_without_the_installed_package(upstream: FakeUpst
     shutil.copytree(ADDONS, clone / "addons", ignore=shutil.ignore_patterns("__pycache__"))
     launcher = (
         "import sys; sys.path[:] = [p for p in sys.path if not p.rstrip('/').endswith('addons')]; "
+        "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]; "
         "import importlib.util; assert importlib.util.find_spec('cachepin') is None, 'cachepin is importable'; "
         "from mitmproxy.tools.main import mitmdump; sys.exit(mitmdump())"
     )

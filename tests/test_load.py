@@ -19,7 +19,7 @@ import httpx2
 import pytest
 
 from hostile_upstream import connections_closed
-from processes import Mitmdump, Simulator, wait_until
+from cachepin_tools.harness.processes import Mitmdump, Simulator, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from processes import Simulator
+from cachepin_tools.harness.processes import Simulator
 
 pytestmark = pytest.mark.e2e
 

@@ -17,7 +17,7 @@ import pytest
 
 from fake_upstream import ANTHROPIC_USAGE, OPENAI_USAGE, FakeUpstream
 from hostile_upstream import TestPKI, client_context, connections_closed
-from processes import Mitmdump, wait_until
+from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from cachepin.request.dialects import Dialect
 from cachepin.request.session import fingerprint
 from fake_upstream import FakeUpstream
 from hostile_upstream import connections_closed
-from processes import ADDONS, ROOT, Mitmdump, wait_until
+from cachepin_tools.harness.processes import ADDONS, Mitmdump, wait_until
 
 SYSTEM = "You are terse."
 
@@ -72,11 +72,11 @@ def test_fingerprints_do_not_depend_on_the_process() -> None:
     """Hash randomisation, dict order and the interpreter instance must not enter the id."""
     body = {"model": "gpt-5", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [
         {"type": "text", "text": "héllo", "cache_control": {"type": "ephemeral"}}, {"b": 1, "a": {"y": 2, "x": 1}}]}]}
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from cachepin.request.session import fingerprint; "
-            "from cachepin.request.dialects import Dialect; print(fingerprint(json.loads(sys.argv[2]), Dialect.OPENAI_CHAT))")
+    code = ("import json, sys; from cachepin.request.session import fingerprint; "
+            "from cachepin.request.dialects import Dialect; print(fingerprint(json.loads(sys.argv[1]), Dialect.OPENAI_CHAT))")
     seen = set()
     for seed in ("0", "1", "12345"):
-        out = subprocess.run([sys.executable, "-c", code, str(ROOT / "addons"), json.dumps(body)], check=True,
+        out = subprocess.run([sys.executable, "-c", code, json.dumps(body)], check=True,
                              capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": seed}).stdout
         seen.add(out.strip())
     reordered = json.loads(json.dumps(body, sort_keys=True))

@@ -30,7 +30,7 @@ from hostile_upstream import (HostileUpstream, RawRequest, Send, TestPKI, captur
                               connections_closed, harness, level_log_addon, make_request, response_bytes,
                               run_hook)
 from inject import Inject
-from processes import ROOT, Mitmdump, wait_until
+from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "system": "Be brief.",
                    "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -257,15 +257,14 @@ def _talk(anthropic_url: str, gemini_url: str) -> None:
 
 _WRITER = """
 import sys
-sys.path.insert(0, {addons!r})
 from cachepin.views.files import append_line, write_json_atomic
 report, events = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 n = 0
 while True:
     n += 1
-    write_json_atomic(report, {{"version": 1, "n": n, "pad": ["x" * 1000] * 2000}})
-    append_line(events, '{{"n": %d, "pad": "%s"}}' % (n, "y" * 5000))
+    write_json_atomic(report, {"version": 1, "n": n, "pad": ["x" * 1000] * 2000})
+    append_line(events, '{"n": %d, "pad": "%s"}' % (n, "y" * 5000))
 """
 
 
@@ -273,7 +272,7 @@ while True:
 @pytest.mark.parametrize("delay", [0.05, 0.13, 0.31])
 def test_a_crash_mid_write_leaves_whole_files(tmp_path: Path, delay: float) -> None:
     report, events = tmp_path / "report.json", tmp_path / "events.jsonl"
-    writer = subprocess.Popen([sys.executable, "-c", _WRITER.format(addons=str(ROOT / "addons")), str(report),
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(report),
                                str(events)], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"

@@ -35,7 +35,7 @@ from hostile_upstream import (Close, HostileUpstream, Send, captured_logs, chunk
                               drive, exchange, harness, level_log_addon, make_request, make_response, problems,
                               response_bytes, run_hook)
 from inject import Inject
-from processes import wait_until
+from cachepin_tools.harness.processes import wait_until
 
 if sys.version_info >= (3, 14):
     from compression import zstd

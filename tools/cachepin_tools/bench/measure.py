@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What cachepin's addons cost on the path, next to plain mitmdump and no proxy at all.
 
 A proxy between a coding agent and its provider must be invisible: streamed
@@ -11,7 +10,7 @@ medians and their ratios are reported. Everything runs on 127.0.0.1.
 1. streaming: time to first SSE event and to the last one (end of message) of
    a gateway-simulator stream with a pause between events, for a 200 KB agent
    request: direct, plain mitmdump (default: it buffers the whole response),
-   plain mitmdump streaming SSE (scripts/bench_stream_sse.py, the reference),
+   plain mitmdump streaming SSE (bench/stream_sse.py, the reference),
    mitmdump with both addons, and the same with a client that names its
    session in a header (the inject addon then never reads the body).
    Target: first event through the addons at most 1.1x the streaming
@@ -19,7 +18,7 @@ medians and their ratios are reported. Everything runs on 127.0.0.1.
 2. throughput: requests/s and median latency per request, one client in a
    row and 8 concurrent clients, 200 KB agent request bodies (no session id:
    the resolver fingerprints them) and 30 KB SSE responses, identity and
-   gzip, from a minimal fast upstream (scripts/bench_upstream.py; the
+   gzip, from a minimal fast upstream (cachepin_tools.bench.upstream; the
    simulator's own cache model would be the bottleneck). Plain mitmdump,
    the streaming reference, both addons, both addons with a session header.
    Target: both addons at least 0.9x plain mitmdump's requests/s.
@@ -71,17 +70,19 @@ from statistics import median
 
 import mitmproxy.version
 
-from bench_payloads import agent_body, anthropic_events, chunked, gzip_frames, openai_events
-from cachepin.dialects import Dialect
-from cachepin.explain import Snapshot
-from cachepin.ledger import Ledger
-from cachepin.prices import DEFAULT_PRICES, cost
-from cachepin.session import parse_json_object, resolve
-from cachepin.sse import StreamTap
-from cachepin.usage import Usage
-from processes import Mitmdump, Process, Simulator
+from cachepin.request.body import parse_json_object
+from cachepin.request.dialects import Dialect
+from cachepin.request.session import resolve
+from cachepin.request.snapshot import Snapshot
+from cachepin.response.readers import StreamTap
+from cachepin.response.usage import Usage
+from cachepin.turns.ledger import Ledger
+from cachepin.turns.models import DEFAULT_PRICES
+from cachepin.turns.pricing import cost
+from cachepin_tools.bench.payloads import agent_body, anthropic_events, chunked, gzip_frames, openai_events
+from cachepin_tools.harness.processes import Mitmdump, Process, Simulator
 
-HERE = Path(__file__).resolve().parent
+STREAM_SSE = Path(__file__).resolve().parent / "stream_sse.py"  # a mitmdump -s script, loaded by path
 HOST = "127.0.0.1"
 REQUEST_TIMEOUT = 30.0
 CLIENTS = 8
@@ -260,7 +261,7 @@ def proxies(upstream: str, stack: ExitStack) -> dict[str, int]:
     confdirs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cachepin-bench-")))
     both = ("inject.py", "cache_audit.py")
     setups: dict[str, tuple[tuple[str, ...], dict[str, object]]] = {
-        "mitmdump": ((), {}), "mitmdump_stream": ((str(HERE / "bench_stream_sse.py"),), {}),
+        "mitmdump": ((), {}), "mitmdump_stream": ((str(STREAM_SSE),), {}),
         "addons": (both, {}), "addons_lean": (both, {"cache_explain": False})}
     factories = {name: (lambda name=name, chosen=chosen, options=options:
                         Mitmdump(upstream, chosen, options=options, confdir=str(confdirs / name)))
@@ -363,7 +364,8 @@ class Load:
 def measure_throughput(settings: Settings, report: Report) -> None:
     progress("throughput: starting the fast upstream and 4 mitmdumps")
     with ExitStack() as stack:
-        upstream = stack.enter_context(Process([sys.executable, str(HERE / "bench_upstream.py")], _UPSTREAM_READY))
+        upstream = stack.enter_context(
+            Process([sys.executable, "-m", "cachepin_tools.bench.upstream"], _UPSTREAM_READY, name="bench_upstream"))
         ports = proxies(upstream.match.group(1), stack)
         loads = asyncio.run(_throughput_rounds(settings, ports))
     for encoding in ("identity", "gzip"):
@@ -679,7 +681,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     progress("done")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

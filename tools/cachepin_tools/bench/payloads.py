@@ -1,4 +1,4 @@
-"""Deterministic, realistic payloads for scripts/bench.py and its fast upstream.
+"""Deterministic, realistic payloads for the benchmark and its fast upstream.
 
 The addons' cost depends on what they parse, so the benchmark uses bodies
 shaped like a coding agent's: a Claude-Code-like system prompt, a few dozen

@@ -1,4 +1,4 @@
-"""mitmdump addon, for scripts/bench.py only: plain mitmdump with streaming enabled for SSE.
+"""mitmdump addon, for the benchmark (scripts/bench) only: plain mitmdump with streaming enabled for SSE.
 
 mitmdump buffers every response by default, so an SSE stream reaches the
 client only when it has ended (mitmproxy-notes.md item 4). This is the

@@ -1,4 +1,4 @@
-"""A minimal, fast LLM upstream for scripts/bench.py: the proxy must be the bottleneck, not the server.
+"""A minimal, fast LLM upstream for the benchmark: the proxy must be the bottleneck, not the server.
 
 The gateway simulator parses every body and models per-account caches; at
 hundreds of 200 KB requests per second that work, not the proxy, would be
@@ -11,7 +11,7 @@ reply, so one server serves every measurement:
 - ``x-bench-delay``: seconds between events; then each event is its own
   chunk, sent at once (default 0: the whole stream in one write)
 
-    python scripts/bench_upstream.py [--port 0]
+    python -m cachepin_tools.bench.upstream [--port 0]
 
 Prints ``bench_upstream listening on http://127.0.0.1:PORT`` once ready;
 stops on SIGTERM or SIGINT.
@@ -24,7 +24,7 @@ import asyncio
 import signal
 from functools import cache
 
-from bench_payloads import anthropic_events, gzip_frames
+from cachepin_tools.bench.payloads import anthropic_events, gzip_frames
 
 DEFAULT_SIZE = 30_000
 MAX_HEAD = 64 * 1024

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """scripts/demo: the whole cachepin story in one command, against the gateway simulator.
 
 A gateway that spreads a conversation over several accounts loses the prompt
@@ -20,8 +19,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from drive import (DEFAULT_MODELS, SIMULATOR_AUDIT_OPTIONS, SYSTEM_TOKENS, Pass, Report, RunError, Target, at_least,
-                   conversations, entry_point, fail, percent, reason_lines, run_pass, start_simulator, usd)
+from cachepin_tools.harness.command import RunError, at_least, entry_point, fail
+from cachepin_tools.harness.conversations import DEFAULT_MODELS, SYSTEM_TOKENS, conversations
+from cachepin_tools.harness.passes import Pass, run_pass
+from cachepin_tools.harness.present import percent, reason_lines, usd
+from cachepin_tools.harness.report import Report
+from cachepin_tools.harness.target import SIMULATOR_AUDIT_OPTIONS, Target, start_simulator
 
 RUNS = (("without affinity", "audit only", False), ("with affinity", "inject + audit", True))
 _ACCOUNT = re.compile(r"gateway_sim account (\d+):")  # the simulator names the serving account in every answer
@@ -30,7 +33,7 @@ DEMO_KEY = "sk-cachepin-demo"  # the simulator takes any key
 _DESCRIPTION = f"""\
 Show what session affinity does for the prompt cache, in well under a minute, on 127.0.0.1 only.
 
-Starts the gateway simulator (scripts/gateway_sim.py: 3 upstream accounts, each with its own prompt cache;
+Starts the gateway simulator (scripts/gateway-sim: 3 upstream accounts, each with its own prompt cache;
 requests with X-Session-Id/x-session-affinity stick to one account, others go round-robin) and mitmdump in
 reverse mode in front of it, and holds the same conversations twice: first through mitmdump with the audit
 addon only, then with the inject addon as well. The conversations are --conversations Anthropic ones

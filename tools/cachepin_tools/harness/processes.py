@@ -1,4 +1,4 @@
-"""Start and stop the processes cachepin's scripts and tests run: mitmdump and the gateway simulator.
+"""Start and stop the processes cachepin's commands and tests run: mitmdump and the gateway simulator.
 
 Each process is started on port 0 and tells its real port on stdout; its
 whole output is kept, so callers can assert on logs after the fact. Every
@@ -18,8 +18,9 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the checkout: mitmdump loads the addons from it, as users do
 ADDONS = ROOT / "addons"
 BIN = Path(sys.executable).parent
 
@@ -31,8 +32,9 @@ class Process:
     """A child process whose output is collected line by line in the background."""
 
     def __init__(self, argv: Sequence[str], ready: re.Pattern[str], env: dict[str, str] | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, name: str | None = None) -> None:
         self.argv = list(argv)
+        self.name = name or Path(self.argv[0]).name  # for messages: a module run with -m is not python's name
         self.lines: list[str] = []
         self._ready = ready
         self._match: re.Match[str] | None = None
@@ -50,7 +52,7 @@ class Process:
             raise
         if not started:
             self.stop()
-            raise RuntimeError(f"{Path(self.argv[0]).name} did not start:\n{self.output}")
+            raise RuntimeError(f"{self.name} did not start:\n{self.output}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -83,7 +85,7 @@ class Process:
         self._reader.join(5)
         return self.proc.returncode
 
-    def __enter__(self) -> Process:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,11 +121,11 @@ class Mitmdump(Process):
 
 
 class Simulator(Process):
-    """scripts/gateway_sim.py on 127.0.0.1, port chosen by the OS."""
+    """The gateway simulator (``python -m cachepin_tools.simulator``) on 127.0.0.1, port chosen by the OS."""
 
     def __init__(self, *args: str) -> None:
-        super().__init__([sys.executable, str(ROOT / "scripts" / "gateway_sim.py"), "--port", "0", *args],
-                         _SIM_LISTENING)
+        super().__init__([sys.executable, "-m", "cachepin_tools.simulator", "--port", "0", *args], _SIM_LISTENING,
+                         name="gateway_sim")
 
     @property
     def url(self) -> str:

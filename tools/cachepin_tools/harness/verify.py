@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """scripts/verify: prove in CI that a proxy/gateway path keeps LLM sessions warm.
 
 A prompt cache that silently stops hitting costs money and latency without
@@ -19,9 +18,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from drive import (DEFAULT_MODELS, PROVIDERS, SIMULATOR_AUDIT_OPTIONS, SYSTEM_TOKENS, RunError, Target, at_least,
-                   conversations, entry_point, fail, failure_lines, reason_lines, run_pass, session_table,
-                   start_simulator)
+from cachepin_tools.harness.command import RunError, at_least, entry_point, fail
+from cachepin_tools.harness.conversations import DEFAULT_MODELS, PROVIDERS, SYSTEM_TOKENS, conversations
+from cachepin_tools.harness.passes import run_pass
+from cachepin_tools.harness.present import failure_lines, reason_lines, session_table
+from cachepin_tools.harness.target import SIMULATOR_AUDIT_OPTIONS, Target, start_simulator
 
 EXIT_EXPECTATIONS_FAILED = 3  # the audit addon's exit status (addons/cache_audit.py)
 NO_KEY = "cachepin-verify-no-key"  # sent when no --api-key-env is given: the simulator ignores keys
@@ -35,7 +36,7 @@ Starts mitmdump (127.0.0.1, a free port) in reverse mode in front of --target wi
 mitmdump, prints a table of the sessions (verdict of each turn, hit ratio, cost) with the reasons of
 failing sessions, and exits with mitmdump's status: 0 when every expectation holds, 3 when not.
 
-Without --target the gateway simulator (scripts/gateway_sim.py: 3 upstream accounts with a cache each,
+Without --target the gateway simulator (scripts/gateway-sim: 3 upstream accounts with a cache each,
 routed by session header, else round-robin) is started and stopped for you, and the audit is told its
 minimum cacheable length. Each conversation has its own system prompt of ~{SYSTEM_TOKENS} estimated tokens
 with a cache_control breakpoint (Anthropic also gets automatic top-level cache_control): above every

@@ -1,12 +1,13 @@
-"""The gateway simulator's pure logic: which account serves a request, and what its prompt cache does.
+"""What an account's prompt cache does with a request: what it reads, what it writes, what stays uncached.
 
-Kept apart from the HTTP layer (``gateway_sim.py``) so the caching rules can be
+Kept apart from the HTTP layer (``server.py``) so the caching rules can be
 unit-tested without sockets, with an injected clock.
 
-Token counts are ``cachepin.tokens.estimate_tokens`` estimates (about four
-characters per token, one per started group of four) summed over the blocks of
-``cachepin.prefix.prefix_blocks``, so the miss explainer and the cache auditor
-can reproduce every figure to the token.
+A request is seen as the blocks of ``prompt.prompt_blocks``, with their token
+estimates (one per started group of four characters), so every figure the
+simulator reports is exactly what its cache did. That view, like these rules,
+is the simulator's own, written from the providers' documentation: cachepin's
+explainer must agree with it from the outside.
 
 Anthropic rules (``/v1/messages``):
 
@@ -40,20 +41,17 @@ completes. TTLs are 5 min or 1 h, refreshed on a hit, multiplied by
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import accumulate, count, pairwise
+from itertools import accumulate, pairwise
 
-from cachepin.dialects import Dialect
-from cachepin.prefix import Block, prefix_blocks
+from cachepin_tools.simulator.prompt import Api, Block, prompt_blocks
 
 MAX_BREAKPOINTS = 4  # Anthropic rejects a fifth cache_control marker
 LOOKBACK_BLOCKS = 20  # Anthropic checks about 20 blocks before each breakpoint
 OPENAI_CACHE_STEP = 128  # OpenAI's cached_tokens moves in 128-token steps
 TTL_SECONDS = {"5m": 300.0, "1h": 3600.0, "24h": 86400.0}
-SESSION_HEADERS = ("x-session-id", "x-session-affinity")  # first present wins
 
 Clock = Callable[[], float]
 
@@ -131,14 +129,15 @@ class PromptCache:
         self._rules = rules
         self._clock = clock
 
-    def plan(self, account: int, dialect: Dialect, body: Mapping[str, object]) -> CachePlan:
+    def plan(self, account: int, api: str, body: Mapping[str, object]) -> CachePlan:
         """Read (and refresh) the longest cached prefix now; work out what the request would write.
 
+        ``api`` is an ``Api`` value (cachepin's ``Dialect`` of the same name is the same string).
         Raises ``CacheControlError`` for markers the real API rejects.
         """
         model = str(body.get("model", ""))
-        blocks = prefix_blocks(dialect, dict(body))
-        if dialect is Dialect.ANTHROPIC:
+        blocks = prompt_blocks(api, body)
+        if Api(api) is Api.ANTHROPIC:
             return self._plan_anthropic(account, model, _with_automatic_breakpoint(blocks, body))
         retention = "24h" if body.get("prompt_cache_retention") == "24h" else "5m"
         return self._plan_openai(account, model, blocks, retention)
@@ -199,7 +198,7 @@ def _with_automatic_breakpoint(blocks: list[Block], body: Mapping[str, object]) 
     if not isinstance(marker, dict) or not blocks:
         return blocks
     ttl = "1h" if marker.get("ttl") == "1h" else "5m"
-    return [*blocks[:-1], replace(blocks[-1], breakpoint=True, ttl=ttl)]
+    return [*blocks[:-1], replace(blocks[-1], ttl=ttl)]
 
 
 def _ttl(breakpoint: Block) -> str:
@@ -237,44 +236,3 @@ def _cumulative_keys(seed: str, blocks: Iterable[Block]) -> list[bytes]:
         state = hashlib.sha256(state + block.digest).digest()
         keys.append(state[:16])
     return keys
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """Where a request went, and why."""
-
-    account: int
-    session: str | None  # the session header value, if any
-    via: str  # "x-session-id", "x-session-affinity", "prompt_cache_key", "round-robin" or "random"
-
-
-def session_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
-    """The first non-empty session header (lower-cased name, value); names match case-insensitively."""
-    lowered = {name.lower(): value for name, value in headers.items()}
-    return next(((name, lowered[name]) for name in SESSION_HEADERS if lowered.get(name)), None)
-
-
-def stable_account(key: str, accounts: int) -> int:
-    """The account a session key pins to: sha256, so it is the same in every process and run."""
-    return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()[:8], "big") % accounts
-
-
-class Router:
-    """A gateway's load balancer: sticky by session key, otherwise spreading requests."""
-
-    def __init__(self, accounts: int, seed: int | None = None) -> None:
-        self._accounts = accounts
-        self._rng = random.Random(seed) if seed is not None else None
-        self._turn = count()
-
-    def route(self, headers: Mapping[str, str], body: Mapping[str, object]) -> Route:
-        """Session header first, then body ``prompt_cache_key``, else round-robin (random if seeded)."""
-        seen = session_header(headers)
-        if seen is not None:
-            return Route(stable_account(seen[1], self._accounts), seen[1], seen[0])
-        key = body.get("prompt_cache_key")
-        if isinstance(key, str) and key:
-            return Route(stable_account(key, self._accounts), None, "prompt_cache_key")
-        if self._rng is not None:
-            return Route(self._rng.randrange(self._accounts), None, "random")
-        return Route(next(self._turn) % self._accounts, None, "round-robin")

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A fake LLM gateway fronting several upstream accounts, each with its own prompt cache.
 
 cachepin's addons claim two things: that session-affinity headers keep a
@@ -11,8 +10,9 @@ gateways do, and reports usage that is exactly what its simulated caches did.
 ``--log`` records that truth per request so tests can compare a proxy's report
 with it.
 
-The cache and routing rules live in ``gateway_sim_cache.py`` (pure, clock
-injectable); this file is the HTTP layer, the wire formats and the CLI.
+The cache rules live in ``cache.py`` (pure, clock injectable), the routing in
+``routing.py`` and the prompt's blocks and tokens in ``prompt.py``; this file
+is the HTTP layer, the wire formats and the CLI.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import abc
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import random
@@ -37,24 +38,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-_HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(_HERE.parent / "addons"), str(_HERE)]  # cachepin from a plain checkout; the sibling module
-
 from aiohttp import web
 
-from cachepin.dialects import Dialect, dialect_for
-from cachepin.tokens import estimate_tokens
-from gateway_sim_cache import (
-    CacheControlError,
-    CachePlan,
-    CacheRules,
-    CacheUsage,
-    Clock,
-    PromptCache,
-    Route,
-    Router,
-    session_header,
-)
+from cachepin_tools.simulator.cache import CacheControlError, CachePlan, CacheRules, CacheUsage, Clock, PromptCache
+from cachepin_tools.simulator.prompt import Api, estimate_tokens
+from cachepin_tools.simulator.routing import Route, Router, session_header
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # aiohttp's 1 MiB default is too small for long agent conversations
 SHUTDOWN_GRACE = 2.0  # seconds in-flight streams get to finish on SIGTERM
@@ -353,12 +341,16 @@ class _ResponsesWire(_OpenAIWire):
         return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-_WIRES: dict[Dialect, _Wire] = {
-    Dialect.ANTHROPIC: _AnthropicWire(),
-    Dialect.OPENAI_CHAT: _ChatWire(),
-    Dialect.OPENAI_RESPONSES: _ResponsesWire(),
+_WIRES: dict[Api, _Wire] = {
+    Api.ANTHROPIC: _AnthropicWire(),
+    Api.OPENAI_CHAT: _ChatWire(),
+    Api.OPENAI_RESPONSES: _ResponsesWire(),
 }
-COMPLETION_PATHS = ("/v1/messages", "/v1/chat/completions", "/v1/responses")
+COMPLETION_PATHS = {
+    "/v1/messages": Api.ANTHROPIC,
+    "/v1/chat/completions": Api.OPENAI_CHAT,
+    "/v1/responses": Api.OPENAI_RESPONSES,
+}
 
 _MODEL_IDS = ("claude-sonnet-4-6", "gpt-5.1")
 _MODELS: Json = {  # both SDKs' list shapes at once, so either client can page through it
@@ -379,7 +371,7 @@ class _Exchange:
     """What the request log says about one request, filled in as handling gets further."""
 
     request: web.Request
-    dialect: Dialect | None = None
+    api: Api | None = None
     body: Json = field(default_factory=dict)
     route: Route | None = None
 
@@ -394,7 +386,7 @@ class _Exchange:
             "account": self.route.account if self.route else None,
             "session": seen[1] if seen else None,
             "route": self.route.via if self.route else None,
-            "dialect": self.dialect.value if self.dialect else None,
+            "dialect": self.api.value if self.api else None,
             "model": self.body.get("model"),
             "stream": self.body.get("stream") is True,
             "status": status,
@@ -454,11 +446,9 @@ class _Gateway:
         self._write_log(_Exchange(request).record(200))
         return web.json_response(_MODELS)
 
-    async def complete(self, request: web.Request) -> web.StreamResponse:
-        """One LLM call: validate, route, maybe fail, consult the account's cache, answer."""
-        dialect = dialect_for(request.method, request.path)
-        assert dialect is not None, "only completion paths are routed here"
-        wire, exchange = _WIRES[dialect], _Exchange(request, dialect)
+    async def complete(self, api: Api, request: web.Request) -> web.StreamResponse:
+        """One LLM call to ``api``: validate, route, maybe fail, consult the account's cache, answer."""
+        wire, exchange = _WIRES[api], _Exchange(request, api)
         body, problem = _parse(wire, await request.read())
         if problem is not None:
             return self._reject(wire, exchange, problem)
@@ -467,7 +457,7 @@ class _Gateway:
         if self._config.fail_rate and self._dice.random() < self._config.fail_rate:
             return self._reject(wire, exchange, wire.fault)
         try:
-            plan = self._cache.plan(route.account, dialect, body)
+            plan = self._cache.plan(route.account, api, body)
         except CacheControlError as error:
             return self._reject(wire, exchange, wire.invalid(str(error)))
         turn = self._turn(wire, body, plan)
@@ -543,7 +533,7 @@ def build_app(config: SimConfig, clock: Clock = time.monotonic) -> web.Applicati
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.on_startup.append(gateway.open_log)
     app.on_cleanup.append(gateway.close_log)
-    app.add_routes([web.post(path, gateway.complete) for path in COMPLETION_PATHS])
+    app.add_routes([web.post(path, functools.partial(gateway.complete, api)) for path, api in COMPLETION_PATHS.items()])
     app.add_routes([web.get("/v1/models", gateway.models)])
     return app
 
@@ -607,8 +597,10 @@ routing:
   account by sha256 (stable across runs); other requests go round-robin, or at
   random when --seed is given.
 tokens:
-  estimated, one per started group of 4 characters of each prompt block
-  (cachepin.tokens.estimate_tokens over cachepin.prefix.prefix_blocks).
+  estimated, one per started group of 4 characters of each prompt block:
+  Anthropic tools, system blocks, message content blocks; OpenAI tools,
+  instructions, message contents (parts) and their other fields, input items.
+  A text block counts its text, anything else its compact JSON.
 Anthropic caching (/v1/messages):
   cache_control breakpoints (at most 4, more is a 400) or a top-level
   cache_control on the last block; no cache_control, no caching. A hit reads the
@@ -626,7 +618,7 @@ Entries are per account and readable once the writing response has completed.
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="gateway_sim.py",
+        prog="scripts/gateway-sim",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Fake LLM gateway for testing cachepin. Serves the Anthropic Messages and OpenAI Chat Completions and\n"
@@ -701,7 +693,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gateway_sim: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
