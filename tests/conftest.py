@@ -1,14 +1,27 @@
-"""Shared fixtures: a recording upstream, mitmdump runs (addons/ and tests/ are on pytest's pythonpath)."""
+"""Shared fixtures: a recording upstream, mitmdump runs (addons/ and tests/ are on pytest's pythonpath).
+
+Property-based tests run on a fixed profile in CI (``CI`` set, as ``.ci/run``
+has it, or ``HYPOTHESIS_PROFILE=ci``): derandomized, so a run tests the same
+examples every time and a submission cannot fail by chance. Locally they
+explore new random examples on every run, remembered in ``.hypothesis/``.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from cachepin_tools.harness.processes import Mitmdump
 from fake_upstream import FakeUpstream
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
 @pytest.fixture
