@@ -18,6 +18,8 @@ TTL_5M = 300.0
 TTL_1H = 3600.0
 TTL_24H = 86400.0  # OpenAI prompt_cache_retention "24h"
 _MARKER_DIALECTS = frozenset({Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE})
+_STEPPED_DIALECTS = frozenset({Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES})
+OPENAI_READ_STEP = 128  # OpenAI reports cached_tokens in 128-token steps (wire-formats.md, OpenAI)
 
 
 def _ttl_seconds(marker: object) -> float:
@@ -36,6 +38,7 @@ class Snapshot:
     model: str | None
     at: float  # when the request was sent, in seconds (any clock, as long as it is the same for a session)
     explicit: bool  # caching needs cache_control markers (Anthropic); else the provider caches any prefix
+    read_step: int  # reads come in steps of this many tokens (OpenAI: 128), so a shorter prefix reads nothing
     marked: bool  # some cache_control is present, on a block or top-level (automatic mode)
     digests: bytes  # 16 bytes per block, in cache order
     ends: array[int]  # running token estimate at the end of each block
@@ -75,6 +78,7 @@ class Snapshot:
             model=model if isinstance(model, str) else None,
             at=at,
             explicit=explicit,
+            read_step=OPENAI_READ_STEP if dialect in _STEPPED_DIALECTS else 0,
             marked=isinstance(top, dict) or any(block.breakpoint for block in blocks),
             digests=b"".join(block.digest for block in blocks),
             ends=ends,

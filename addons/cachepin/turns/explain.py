@@ -238,7 +238,8 @@ def explain(
     if prev is None or read is None or (read and not clearly_below(read, prev.cached_tokens)):
         return None
     model = usage.model or cur.model
-    turn = _Turn(prev, cur, read, float(cur.at - prev.at), model, minimum_tokens(model, minimums))
+    minimum = max(minimum_tokens(model, minimums) or 0, prev.read_step) or None  # below a step, nothing reads
+    turn = _Turn(prev, cur, read, float(cur.at - prev.at), model, minimum)
     entries = [_Entry(index, prev.ends[index], ttl * ttl_scale) for index, ttl in prev.entries]
     for check in _CHECKS:
         found = check(turn, entries)
