@@ -209,8 +209,7 @@ class CacheAudit:
     @command.command("cache.reset")
     def reset(self) -> None:
         """Forget every session and turn (the options stay)."""
-        self.audit.ledger.reset()
-        self.audit.explainer = _new_explainer()
+        self.audit.reset(_new_explainer())
         logger.info("cachepin audit: ledger reset")
 
     def done(self) -> None:

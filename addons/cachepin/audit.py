@@ -102,6 +102,12 @@ class Audit:
         self.explainer = Explainer()
         self.chains = ResponseChains()  # Responses ids of this run's turns, for previous_response_id
 
+    def reset(self, explainer: Explainer) -> None:
+        """Forget every session, turn and response chain; the expectations and prices stay."""
+        self.ledger.reset()
+        self.explainer = explainer
+        self.chains = ResponseChains()
+
     def price(self, turn: Turn) -> Cost | None:
         """What a turn cost; derived when needed, never stored per turn."""
         return cost(turn.usage(), self.prices) if turn.provider else None
