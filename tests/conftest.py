@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from llm_upstream import FakeUpstream
 from hypothesis import HealthCheck, settings
 
 from cachepin_tools.harness.processes import Mitmdump
-from fake_upstream import FakeUpstream
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])

@@ -60,7 +60,7 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
@@ -239,7 +239,7 @@ def rotated[T](items: Sequence[T], round_index: int) -> list[T]:
 # --- processes ------------------------------------------------------------------------------------------------
 
 
-def start_all(factories: dict[str, Callable[[], Process]], stack: ExitStack) -> dict[str, Process]:
+def start_all(factories: Mapping[str, Callable[[], Process]], stack: ExitStack) -> dict[str, Process]:
     """Start processes in parallel (mitmdump takes a second or two); each is stopped when ``stack`` closes."""
     with ThreadPoolExecutor(len(factories)) as pool:
         futures = {name: pool.submit(factory) for name, factory in factories.items()}
@@ -318,11 +318,11 @@ def measure_streaming(settings: Settings, report: Report) -> None:
     reference, direct, whole = timings["mitmdump_stream"], timings["direct"], last["direct"]
     for name in _WITH_ADDONS:
         label = _LABELS[name]
-        ratio = median([a.first_event / s.first_event for a, s in zip(timings[name], reference)])
+        ratio = median([a.first_event / s.first_event for a, s in zip(timings[name], reference, strict=True)])
         report.add(f"streaming.first_event_ratio.{name}", f"first event: {label} / SSE-streaming mitmdump",
                    ratio, "x", "<= 1.1x", ratio <= 1.1)
-        added = median([a.first_event - d.first_event for a, d in zip(timings[name], direct)]) / median(
-            [s.first_event - d.first_event for s, d in zip(reference, direct)])
+        added = median([a.first_event - d.first_event for a, d in zip(timings[name], direct, strict=True)]) / median(
+            [s.first_event - d.first_event for s, d in zip(reference, direct, strict=True)])
         report.add(f"streaming.first_event_added_ratio.{name}",
                    f"first event, time added to direct: {label} / streaming", added, "x")
         worst = max(t.first_event for t in timings[name]) * 1000
@@ -379,7 +379,7 @@ def measure_throughput(settings: Settings, report: Report) -> None:
                 report.add(f"throughput.latency_ms.{encoding}.{mode}.{name}", f"latency, {where}, {_LABELS[name]}",
                            median(chosen[name].latencies) * 1000, "ms")
             for name in _WITH_ADDONS:
-                ratio = median([a / p for a, p in zip(chosen[name].rates, chosen["mitmdump"].rates)])
+                ratio = median([a / p for a, p in zip(chosen[name].rates, chosen["mitmdump"].rates, strict=True)])
                 report.add(f"throughput.ratio.{encoding}.{mode}.{name}",
                            f"req/s ratio, {where}: {_LABELS[name]} / plain", ratio, "x", ">= 0.9x", ratio >= 0.9)
 
@@ -429,7 +429,7 @@ async def _drive(clients: list[Connection], bodies: list[list[bytes]], headers: 
 # --- 3. in-process --------------------------------------------------------------------------------------------
 
 
-def per_call_us(call: Callable[[object], object], inputs: Sequence[object], calls: int) -> float:
+def per_call_us[T](call: Callable[[T], object], inputs: Sequence[T], calls: int) -> float:
     """Median wall time of one call, in microseconds, cycling through ``inputs`` (after one warm-up call).
 
     Two inputs at least where the code remembers its last input (``parse_json_object`` does).
@@ -444,7 +444,7 @@ def per_call_us(call: Callable[[object], object], inputs: Sequence[object], call
     return median(times) * 1e6
 
 
-def _resolve_raw(raw: object) -> object:
+def _resolve_raw(raw: bytes) -> object:
     """What the inject addon does with a body when no header names the session."""
     return resolve({}, parse_json_object(raw), Dialect.ANTHROPIC)
 
@@ -635,13 +635,13 @@ def table(report: Report, info: dict[str, object], quick: bool) -> str:
     out = [f"cachepin bench ({'quick' if quick else 'full'}): {info['nproc']} CPUs, {info['cpu']}, "
            f"Python {info['python']}, mitmproxy {info['mitmproxy']}"]
     section = None
-    for row, line in zip(report.rows, cells):
+    for row, line in zip(report.rows, cells, strict=True):
         if row.section != section:
             section = row.section
-            out += ["", f"== {section}", "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+            out += ["", f"== {section}", "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(),
                     "  ".join("-" * w for w in widths)]
         out.append("  ".join([line[0].ljust(widths[0]), line[1].rjust(widths[1]),
-                              *(cell.ljust(width) for cell, width in zip(line[2:], widths[2:]))]).rstrip())
+                              *(cell.ljust(width) for cell, width in zip(line[2:], widths[2:], strict=True))]).rstrip())
     return "\n".join(out) + "\n"
 
 

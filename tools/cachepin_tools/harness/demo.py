@@ -115,14 +115,15 @@ def side_by_side(labels: Sequence[str], passes: Sequence[Pass]) -> list[str]:
         ["miss reasons", *(_reasons(p.report) for p in passes)],
     ]
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-    table = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in (header, *rows)]
+    table = ["   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in (header, *rows)]
     rule = "   ".join("-" * width for width in widths)
     table.insert(1, rule)
     table.insert(len(labels) + 2, rule)
     legend = ["verdict@account: cold = first turn, writes the cache; hit = read from it; miss = read nothing;",
               "@N = the simulator account that served the turn (each account has its own cache)"]
     explained = []
-    for (name, _, _), result in zip(RUNS, passes):
+    for (name, _, _), result in zip(RUNS, passes, strict=True):
         lines = reason_lines(result.report)
         if lines:
             explained += ["", f"Why the misses {name}, as the audit explains them (first example of each reason):"]
@@ -133,7 +134,7 @@ def side_by_side(labels: Sequence[str], passes: Sequence[Pass]) -> list[str]:
 def _turns(result: Pass, index: int) -> str:
     verdicts = [turn.verdict for turn in result.report.sessions[index].turns]
     accounts = [_account(reply) for reply in result.replies[index]]
-    return " ".join(f"{verdict}@{account}" for verdict, account in zip(verdicts, accounts))
+    return " ".join(f"{verdict}@{account}" for verdict, account in zip(verdicts, accounts, strict=True))
 
 
 def _account(reply: str) -> str:

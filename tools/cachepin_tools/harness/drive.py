@@ -77,14 +77,17 @@ def _anthropic_turn(client: anthropic.Anthropic, conversation: Conversation, mes
     """A streamed Messages call: a breakpoint on the system prompt, and automatic caching of the whole
     prefix (top-level cache_control), so the next turn can read everything this one sent."""
     system = [{"type": "text", "text": conversation.system, "cache_control": EPHEMERAL}]
-    with client.messages.stream(model=conversation.model, max_tokens=MAX_OUTPUT_TOKENS, system=system,
-                                messages=messages, cache_control=EPHEMERAL) as stream:
+    # One plain message list serves both SDKs, so their TypedDict parameter types cannot be named here.
+    with client.messages.stream(model=conversation.model, max_tokens=MAX_OUTPUT_TOKENS,
+                                system=system,  # type: ignore[arg-type]
+                                messages=messages,  # type: ignore[arg-type]
+                                cache_control=EPHEMERAL) as stream:  # type: ignore[arg-type]
         return stream.get_final_text()
 
 
 def _chat_turn(client: openai.OpenAI, conversation: Conversation, messages: list[dict[str, str]]) -> str:
     """A streamed Chat Completions call; usage only arrives in a stream when asked for (include_usage)."""
-    chunks = client.chat.completions.create(
+    chunks = client.chat.completions.create(  # type: ignore[call-overload]  # plain dict messages, as above
         model=conversation.model, messages=[{"role": "system", "content": conversation.system}, *messages],
         max_completion_tokens=MAX_OUTPUT_TOKENS, stream=True, stream_options={"include_usage": True},
     )

@@ -35,7 +35,7 @@ def session_table(report: Report) -> list[str]:
     widths = [max(len(row[i]) for row in (header, *rows, total)) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip()
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
     return [line(header), rule, *map(line, rows), rule, line(total)]

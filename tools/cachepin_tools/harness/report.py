@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cachepin_tools.harness.command import RunError
 
@@ -88,7 +89,8 @@ class Report:
 _PROMPT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
 
 
-def _turn(turn: Mapping[str, object]) -> TurnResult:
+def _turn(turn: Mapping[str, Any]) -> TurnResult:
+    """A report turn (JSON as the audit wrote it: docs/reports.md)."""
     miss = (turn.get("notes") or {}).get("miss") or {}
     read = turn["cache_read_input_tokens"]
     prompt = sum(turn[field] or 0 for field in _PROMPT_FIELDS)

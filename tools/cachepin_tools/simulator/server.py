@@ -308,7 +308,8 @@ class _ResponsesWire(_OpenAIWire):
             *({"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in turn.deltas),
             {"type": "response.output_text.done", **where, "text": turn.text, "logprobs": []},
             {"type": "response.content_part.done", **where, "part": self._part(turn.text)},
-            {"type": "response.output_item.done", "output_index": 0, "item": self.message(turn)["output"][0]},
+            {"type": "response.output_item.done", "output_index": 0,
+             "item": self._item(turn, [self._part(turn.text)], "completed")},
             {"type": "response.completed", "response": self.message(turn)},
         ]
         return [_sse({**frame, "sequence_number": n}, str(frame["type"])) for n, frame in enumerate(frames)]
@@ -450,8 +451,8 @@ class _Gateway:
         """One LLM call to ``api``: validate, route, maybe fail, consult the account's cache, answer."""
         wire, exchange = _WIRES[api], _Exchange(request, api)
         body, problem = _parse(wire, await request.read())
-        if problem is not None:
-            return self._reject(wire, exchange, problem)
+        if body is None:
+            return self._reject(wire, exchange, problem or wire.invalid("The request body must be a JSON object."))
         exchange.body = body
         exchange.route = route = self._router.route(request.headers, body)
         if self._config.fail_rate and self._dice.random() < self._config.fail_rate:

@@ -10,9 +10,9 @@ import pytest
 
 from cachepin.request.dialects import Dialect
 from cachepin.request.snapshot import Snapshot
+from cachepin.response.usage import Usage
 from cachepin.turns.explain import LOOKBACK_BLOCKS, ROUTING_HINT, Explainer, Explanation, Reason, clearly_below, explain
 from cachepin.turns.models import minimum_tokens
-from cachepin.response.usage import Usage
 
 SONNET = "claude-sonnet-4-5-20250929"
 SECRET = "SECRETWORD"  # in every prompt text: must never reach a snapshot or evidence

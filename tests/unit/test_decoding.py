@@ -6,6 +6,7 @@ import gzip
 import sys
 import tracemalloc
 import zlib
+from itertools import pairwise
 
 import brotli
 import pytest
@@ -54,7 +55,7 @@ def decode_all(encoding: str, chunks: list[bytes], **kwargs: int) -> bytes:
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     bounds = [0, *sorted({p % (len(data) + 1) for p in points}), len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in pairwise(bounds)]
 
 
 @pytest.mark.parametrize("encoding, body", CASES, ids=CASE_IDS)
@@ -120,7 +121,7 @@ def test_empty_bodies_are_fine_in_every_coding() -> None:
 @pytest.mark.parametrize(
     "encoding, body",
     [(e, b) for e, b in CASES if e.strip().lower() not in ("", "identity")],
-    ids=[i for (e, _), i in zip(CASES, CASE_IDS) if e.strip().lower() not in ("", "identity")],
+    ids=[i for (e, _), i in zip(CASES, CASE_IDS, strict=True) if e.strip().lower() not in ("", "identity")],
 )
 @pytest.mark.parametrize(
     "keep",

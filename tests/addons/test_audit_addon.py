@@ -12,18 +12,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import cache_audit
 import pytest
+from cache_audit import MISS_MARK, CacheAudit
+from llm_upstream import anthropic_events, chat_chunks, response_object
+from inject import Inject
 from mitmproxy import contentviews, exceptions, hooks, http
 from mitmproxy import io as mitmio
 from mitmproxy.test import taddons, tflow
 
-import cache_audit
-from cachepin.turns.verdicts import short_id
-from cache_audit import MISS_MARK, CacheAudit
 from cachepin import handover
-from fake_upstream import anthropic_events, chat_chunks, response_object
 from cachepin.response.readers import StreamTap
-from inject import Inject
+from cachepin.turns.verdicts import short_id
 
 SECRET_KEY = "sk-ant-api03-SECRETKEYDONOTLEAK"
 PROMPT = "PROMPT-TEXT-that-must-never-be-logged"

@@ -16,13 +16,13 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from cache_audit import EXIT_EXPECTATIONS_FAILED, CacheAudit
+from llm_upstream import FakeUpstream
+from logs import connections_closed
 from mitmproxy.test import taddons
 
-from cache_audit import EXIT_EXPECTATIONS_FAILED, CacheAudit
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import fingerprint
-from fake_upstream import FakeUpstream
-from hostile_upstream import connections_closed
 from cachepin_tools.harness.processes import ADDONS, Mitmdump, wait_until
 
 SYSTEM = "You are terse."
@@ -73,7 +73,8 @@ def test_fingerprints_do_not_depend_on_the_process() -> None:
     body = {"model": "gpt-5", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": [
         {"type": "text", "text": "héllo", "cache_control": {"type": "ephemeral"}}, {"b": 1, "a": {"y": 2, "x": 1}}]}]}
     code = ("import json, sys; from cachepin.request.session import fingerprint; "
-            "from cachepin.request.dialects import Dialect; print(fingerprint(json.loads(sys.argv[1]), Dialect.OPENAI_CHAT))")
+            "from cachepin.request.dialects import Dialect; "
+            "print(fingerprint(json.loads(sys.argv[1]), Dialect.OPENAI_CHAT))")
     seen = set()
     for seed in ("0", "1", "12345"):
         out = subprocess.run([sys.executable, "-c", code, json.dumps(body)], check=True,

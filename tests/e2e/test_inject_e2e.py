@@ -12,9 +12,9 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from llm_upstream import FakeUpstream
 
-from fake_upstream import FakeUpstream
-from cachepin_tools.harness.processes import ADDONS, Mitmdump, Process, _MITM_LISTENING
+from cachepin_tools.harness.processes import _MITM_LISTENING, ADDONS, Mitmdump, Process
 
 pytestmark = pytest.mark.e2e
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import anthropic
 import pytest
-
-from fake_upstream import FakeUpstream
+from llm_upstream import FakeUpstream
 
 pytestmark = pytest.mark.e2e
 

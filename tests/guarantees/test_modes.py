@@ -14,9 +14,10 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from llm_upstream import ANTHROPIC_USAGE, OPENAI_USAGE, FakeUpstream
+from logs import connections_closed
+from pki import TestPKI, client_context
 
-from fake_upstream import ANTHROPIC_USAGE, OPENAI_USAGE, FakeUpstream
-from hostile_upstream import TestPKI, client_context, connections_closed
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e

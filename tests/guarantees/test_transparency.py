@@ -18,23 +18,25 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import brotli
 import pytest
+from cache_audit import CacheAudit
+from flows import drive, harness, make_request, make_response, run_hook
+from logs import captured_logs, connections_closed, level_log_addon, problems
+from raw_client import exchange
+from scripted_upstream import Close, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inject import Inject
 from mitmproxy import http
 from mitmproxy.test import tflow
 
-from cache_audit import CacheAudit
 from cachepin.request.body_edit import with_prompt_cache_key
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.readers import usage_from_body
-from hostile_upstream import (Close, HostileUpstream, Send, captured_logs, chunk, chunked_head, connections_closed,
-                              drive, exchange, harness, level_log_addon, make_request, make_response, problems,
-                              response_bytes, run_hook)
-from inject import Inject
 from cachepin_tools.harness.processes import wait_until
 
 if sys.version_info >= (3, 14):
@@ -115,7 +117,7 @@ def encoded(draw: st.DrawFn, plain: bytes) -> Encoded:
 def split(data: bytes, draw: st.DrawFn) -> list[bytes]:
     points = sorted(set(draw(st.lists(st.integers(0, len(data)), max_size=12))))
     edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+    return [data[a:b] for a, b in pairwise(edges) if b > a]
 
 
 # -- generated bodies --------------------------------------------------------------------------------
@@ -447,7 +449,7 @@ def _pieces(data: bytes, seed: int) -> list[bytes]:
     rng = random.Random(seed)
     cuts = sorted(rng.sample(range(1, len(data)), min(6, len(data) - 1))) if len(data) > 1 else []
     edges = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:])]
+    return [data[a:b] for a, b in pairwise(edges)]
 
 
 def _streamed(headers: list[tuple[str, str]], body: bytes, seed: int) -> bytes:
@@ -481,11 +483,11 @@ WIRE_CASES = {
 
 
 @pytest.fixture
-def wire_upstream() -> Iterator[HostileUpstream]:
+def wire_upstream() -> Iterator[ScriptedUpstream]:
     def script(request):
         return [Send(WIRE_CASES[request.target.rsplit("case=", 1)[1]]), Close()]
 
-    with HostileUpstream(script) as server:
+    with ScriptedUpstream(script) as server:
         yield server
 
 
@@ -511,7 +513,7 @@ def _expected(case: str) -> tuple[int, list[tuple[str, str]], bytes]:
 
 
 @pytest.mark.e2e
-def test_a_real_mitmdump_delivers_the_upstream_bytes(wire_upstream: HostileUpstream, mitmdump,
+def test_a_real_mitmdump_delivers_the_upstream_bytes(wire_upstream: ScriptedUpstream, mitmdump,
                                                      tmp_path: Path) -> None:
     script, log = level_log_addon(tmp_path)
     proxy = mitmdump(wire_upstream.url, ("inject.py", "cache_audit.py", str(script)),
@@ -541,7 +543,7 @@ def test_a_real_mitmdump_forwards_the_client_bytes(mitmdump, encoding_name: str)
             ("x-dup", "1"), ("X-Dup", "2"), ("Content-Length", str(len(body)))]
     if encoding_name:
         sent.append(("Content-Encoding", encoding_name.removeprefix("lying-")))
-    with HostileUpstream() as upstream:
+    with ScriptedUpstream() as upstream:
         proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"), options={"keep_host_header": True})
         for path in ("/v1/chat/completions", "/v1/embeddings"):
             assert exchange(proxy.port, "POST", path, sent, body).status == 200

@@ -21,15 +21,17 @@ import anthropic
 import httpx2
 import openai
 import pytest
+from llm_upstream import FakeUpstream
+from flows import harness, make_request, run_hook
+from logs import captured_logs, connections_closed, level_log_addon
+from pki import TestPKI, client_context
+from raw_client import exchange
+from scripted_upstream import RawRequest, ScriptedUpstream, Send, response_bytes
+from inject import Inject
 from mitmproxy import exceptions, http
 from mitmproxy.test import tflow
 
 from cachepin.views import files as reports
-from fake_upstream import FakeUpstream
-from hostile_upstream import (HostileUpstream, RawRequest, Send, TestPKI, captured_logs, client_context, exchange,
-                              connections_closed, harness, level_log_addon, make_request, response_bytes,
-                              run_hook)
-from inject import Inject
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "system": "Be brief.",
@@ -122,7 +124,7 @@ def test_a_malformed_fixed_session_option_is_refused(bad: str) -> None:
 @pytest.mark.e2e
 def test_malformed_ids_on_the_wire_never_reach_the_upstream(mitmdump) -> None:
     values = [b"has space", b"x" * 300, "caf\u00e9".encode("latin-1"), "\u4f1a".encode(), b"a\x01b"]
-    with HostileUpstream() as upstream:
+    with ScriptedUpstream() as upstream:
         proxy = mitmdump(upstream.url, ("inject.py",))
         for value in values:
             headers = [("Host", "h"), ("content-type", "application/json"), ("content-length", str(len(BODY))),
@@ -139,7 +141,7 @@ def test_malformed_ids_on_the_wire_never_reach_the_upstream(mitmdump) -> None:
 
 @pytest.mark.e2e
 def test_regular_mode_pins_only_llm_calls_to_hosts_in_scope(mitmdump) -> None:
-    with HostileUpstream() as upstream:
+    with ScriptedUpstream() as upstream:
         proxy = mitmdump("", ("inject.py", "cache_audit.py"), mode="regular",
                          options={"affinity_exclude": "~d localhost"})
         for host in ("127.0.0.1", "localhost"):
@@ -160,7 +162,7 @@ def test_https_interception_and_tunnels(mitmdump, tmp_path: Path) -> None:
     """Intercepted 127.0.0.1 is pinned; intercepted localhost is out of scope; a tunnel through ignore_hosts
     is never opened by mitmproxy, so nothing can be added to it."""
     pki = TestPKI(tmp_path / "pki")
-    with HostileUpstream(tls=pki.server_context()) as upstream:
+    with ScriptedUpstream(tls=pki.server_context()) as upstream:
         proxy = mitmdump("", ("inject.py", "cache_audit.py"), mode="regular", options={
             "ssl_verify_upstream_trusted_ca": str(pki.ca_pem), "affinity_scope": "~d 127.0.0.1",
             "ignore_hosts": r"^localhost:"})
@@ -196,7 +198,7 @@ def test_no_secret_reaches_any_output(tmp_path: Path) -> None:
     script, levels = level_log_addon(tmp_path)
     files = {"report": tmp_path / "report.json", "events": tmp_path / "events.jsonl",
              "junit": tmp_path / "junit.xml"}
-    with FakeUpstream() as upstream, HostileUpstream(_echoing_upstream) as echo:
+    with FakeUpstream() as upstream, ScriptedUpstream(_echoing_upstream) as echo:
         upstream.behaviour.text = f"Sure. {SECRETS['response']} done"
         proxy = Mitmdump(upstream.url, ("inject.py", "cache_audit.py", str(script)), confdir=str(tmp_path / "c1"),
                          options={"termlog_verbosity": "debug", "cache_report": str(files["report"]),

@@ -7,6 +7,7 @@ import json
 import sys
 import tracemalloc
 import zlib
+from itertools import pairwise
 
 import brotli
 import pytest
@@ -15,8 +16,7 @@ from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.extract import Extracted, UsageAccumulator
-from cachepin.response.readers import usage_from_body
-from cachepin.response.readers import StreamTap
+from cachepin.response.readers import StreamTap, usage_from_body
 from cachepin.response.sse import SseScanner
 from cachepin.response.usage import Usage
 
@@ -96,7 +96,7 @@ def run_tap(dialect: Dialect, chunks: list[bytes], encoding: str = "") -> Stream
 
 def cut(body: bytes, points: list[int]) -> list[bytes]:
     bounds = [0, *sorted({p % (len(body) + 1) for p in points}), len(body)]
-    return [body[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [body[a:b] for a, b in pairwise(bounds) if b > a]
 
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)

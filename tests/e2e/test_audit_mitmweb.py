@@ -12,8 +12,8 @@ from pathlib import Path
 
 import anthropic
 import pytest
+from llm_upstream import FakeUpstream
 
-from fake_upstream import FakeUpstream
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from flows import run_hook
+from h2_upstream import H2Answer, H2Request, H2Upstream
+from logs import connections_closed, level_log_addon
+from pki import TestPKI, client_context
+from raw_client import exchange
+from scripted_upstream import Action, Close, Hang, Pause, RawRequest, Reset, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
 
-from hostile_upstream import (Action, Close, H2Answer, H2Request, H2Upstream, Hang, HostileUpstream, Pause,
-                              RawRequest, Reset, Send, TestPKI, chunk, chunked_head, client_context, connections_closed,
-                              exchange, level_log_addon, response_bytes, run_hook)
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -85,7 +88,7 @@ FAULTS: dict[str, Fault] = {
 @dataclass
 class Proxy:
     mitmdump: Mitmdump
-    upstream: HostileUpstream
+    upstream: ScriptedUpstream
     log: Path
     report: Path
     events: Path
@@ -102,7 +105,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     def answer(request: RawRequest) -> list[Action]:
         return FAULTS[request.target.rsplit("case=", 1)[1]].actions
 
-    with HostileUpstream(answer) as upstream:
+    with ScriptedUpstream(answer) as upstream:
         process = Mitmdump(upstream.url, ("inject.py", "cache_audit.py", str(script)), confdir=str(folder / "conf"),
                            options={"cache_report": str(folder / "report.json"),
                                     "cache_events": str(folder / "events.jsonl"), "tcp_timeout": 2})
@@ -168,7 +171,7 @@ def test_the_ledger_is_consistent_after_every_fault(proxy: Proxy) -> None:
     ran = [name for name in FAULTS if any(r.target.endswith(f"case={name}") and r.method == "POST"
                                           for r in proxy.upstream.requests)]
     assert len(turns) == len(ran) == len(FAULTS)
-    for name, turn in zip(ran, turns):
+    for name, turn in zip(ran, turns, strict=True):
         fault = FAULTS[name]
         assert (turn["verdict"], turn["status"]) == (fault.verdict, fault.status), (name, turn)
     ok = [t for t in turns if t["verdict"] != "error"]
@@ -260,10 +263,9 @@ def test_http2_client_and_upstream(pki: TestPKI, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", [name for name, fault in FAULTS.items() if fault.error])
 async def test_the_ledger_keeps_the_providers_error(name: str) -> None:
+    from cache_audit import CacheAudit
     from mitmproxy import http
     from mitmproxy.test import taddons, tflow
-
-    from cache_audit import CacheAudit
 
     fault = FAULTS[name]
     raw = b"".join(action.data for action in fault.actions if isinstance(action, Send))
@@ -291,11 +293,10 @@ async def test_the_ledger_keeps_the_providers_error(name: str) -> None:
 
 
 async def test_a_flow_error_keeps_mitmproxys_message() -> None:
+    from cache_audit import CacheAudit
     from mitmproxy import flow as mflow
     from mitmproxy import http
     from mitmproxy.test import taddons, tflow
-
-    from cache_audit import CacheAudit
 
     audit = CacheAudit()
     broken = tflow.tflow(req=http.Request.make("POST", "https://h/v1/messages", REQUEST))

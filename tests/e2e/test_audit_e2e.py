@@ -14,8 +14,8 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from llm_upstream import FakeUpstream
 
-from fake_upstream import FakeUpstream
 from cachepin_tools.harness.processes import ADDONS, BIN, Mitmdump, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -133,7 +133,7 @@ def test_report_figures_equal_what_the_upstream_sent(upstream: FakeUpstream, mit
     provider = "anthropic" if kind == "anthropic" else "openai"
     assert report_turns(report) == [
         (session_id, i, verdict, model, provider, stream, expected_figures(kind, read, written))
-        for i, ((read, written), verdict) in enumerate(zip(plan, ["cold", "hit", "hit"]), 1)]
+        for i, ((read, written), verdict) in enumerate(zip(plan, ["cold", "hit", "hit"], strict=True), 1)]
     assert report["ok"] is True and report["failures"] == []
     assert report["totals"]["requests"] == 3
     assert report["totals"]["cache_read_input_tokens"] == 1536 + 3072
@@ -226,7 +226,7 @@ def test_exit_status_is_3_exactly_when_an_expectation_fails(upstream: FakeUpstre
                                                             status: int, failed_sessions: int) -> None:
     files = outputs(tmp_path)
     proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"), options={**files, **options})
-    for first, read in zip(("first conversation", "second conversation"), second_reads):
+    for first, read in zip(("first conversation", "second conversation"), second_reads, strict=True):
         converse(upstream, proxy, "anthropic", False, [(0, 1538), (read, 1538 - read)], first=first)
     assert proxy.stop() == status, proxy.output
     report = json.loads(Path(files["cache_report"]).read_text())

@@ -7,11 +7,10 @@ import json
 import logging
 
 import pytest
+from inject import Inject
 from mitmproxy import exceptions, http
 from mitmproxy.net import encoding
 from mitmproxy.test import taddons, tflow
-
-from inject import Inject
 
 BODY = {"model": "claude-sonnet-4-5", "system": "You are helpful.", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -15,18 +15,19 @@ from pathlib import Path
 
 import brotli
 import pytest
+from cache_audit import CacheAudit
+from flows import drive, harness, make_request, make_response
+from logs import captured_logs, connections_closed, level_log_addon, problems
+from raw_client import exchange
+from scripted_upstream import Action, Close, RawRequest, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from inject import Inject
 from mitmproxy.test import tflow
 
-from cache_audit import CacheAudit
 from cachepin.views.junit import junit_xml
 from cachepin.views.report import report_dict
 from cachepin.views.table import summary_table
-from hostile_upstream import (Action, Close, HostileUpstream, RawRequest, Send, captured_logs, chunk, chunked_head,
-                              connections_closed, drive, exchange, harness, level_log_addon, make_request,
-                              make_response, problems, response_bytes)
-from inject import Inject
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 
 if sys.version_info >= (3, 14):
@@ -144,7 +145,7 @@ CASES: dict[str, Case] = {
 @dataclass
 class Proxy:
     mitmdump: Mitmdump
-    upstream: HostileUpstream
+    upstream: ScriptedUpstream
     log: Path
     report: Path
 
@@ -160,7 +161,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     def answer(request: RawRequest) -> list[Action]:
         return [Send(CASES[request.target.rsplit("case=", 1)[1]].answer), Close()]
 
-    with HostileUpstream(answer) as upstream:
+    with ScriptedUpstream(answer) as upstream:
         process = Mitmdump(upstream.url, ("inject.py", "cache_audit.py", str(script)), confdir=str(folder / "conf"),
                            options={"cache_report": str(folder / "report.json"), "keep_host_header": True})
         try:

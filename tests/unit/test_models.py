@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cachepin.turns.models import DEFAULT_PRICES, Price, PriceTable, _BUILTIN, canonical_model, load_prices, match_model
-from cachepin.turns.pricing import Cost, cost
 from cachepin.response.usage import Usage
+from cachepin.turns.models import _BUILTIN, DEFAULT_PRICES, Price, PriceTable, canonical_model, load_prices, match_model
+from cachepin.turns.pricing import Cost, cost
 
 SONNET = Price(3.0, 15.0, 0.3, 3.75, 6.0)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 
 from cachepin.request.thread import Position, Thread
-from cachepin.turns.explain import Explanation, Reason
-
+from cachepin.response.usage import Usage
 from cachepin.turns.counts import Counts
+from cachepin.turns.explain import Explanation, Reason
 from cachepin.turns.ledger import Ledger, judge_min_hit
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect, short_id, verdict_for
-from cachepin.response.usage import Usage
 
 Spec = tuple[int, str | None, Usage | None]  # a turn in a scenario: status, stream error, usage
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from logs import connections_closed
 
-from hostile_upstream import connections_closed
 from cachepin_tools.harness.processes import Mitmdump, Simulator, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from cachepin.response.usage import Usage
 from cachepin.turns.explain import Explanation, Reason
-
 from cachepin.turns.ledger import Ledger
-from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.models import Price, PriceTable
 from cachepin.turns.pricing import cost
+from cachepin.turns.turn import Turn, Verdict
 from cachepin.views.files import append_line, write_json_atomic
 from cachepin.views.junit import junit_xml
 from cachepin.views.log_line import turn_log_line
 from cachepin.views.report import event_line, report_dict, turn_dict
 from cachepin.views.table import summary_table
-from cachepin.response.usage import Usage
 
 COUNTS = {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
 V1_TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",

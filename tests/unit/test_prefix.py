@@ -10,22 +10,22 @@ import json
 import tracemalloc
 import uuid
 
+import cache_audit
 import pytest
+from cache_audit import CacheAudit
+from inject import Inject
 from mitmproxy import http
 from mitmproxy.test import taddons, tflow
 
-import cache_audit
-from cache_audit import CacheAudit
 from cachepin.audit import RequestFacts
 from cachepin.request import body, prefix
-from cachepin.turns.explain import Explanation, Reason
+from cachepin.request.body import parse_json_object, reuse
 from cachepin.request.dialects import Dialect
+from cachepin.request.prefix import prefix_blocks
+from cachepin.response.usage import Usage
+from cachepin.turns.explain import Explanation, Reason
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Turn, Verdict
-from cachepin.request.prefix import prefix_blocks
-from cachepin.request.body import parse_json_object, reuse
-from cachepin.response.usage import Usage
-from inject import Inject
 
 
 def fresh(data: bytes) -> bytes:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from cachepin.request.dialects import Dialect
 from cachepin.request.body import parse_json_object
 from cachepin.request.chains import ResponseChains
+from cachepin.request.dialects import Dialect
 from cachepin.request.session import SESSION_HEADERS, fingerprint, is_valid_id, resolve
 
 UUID = "5f0c2d9e-8a41-4b7e-9c3d-1e2f3a4b5c6d"
