@@ -69,7 +69,10 @@ def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect) -
     parent = parent_session if is_valid_id(parent_session) else None
     if body is not None:
         model = body.get("model")
-        return Thread(lineage(body, dialect, model if isinstance(model, str) else None), "lineage", parent)
+        try:
+            return Thread(lineage(body, dialect, model if isinstance(model, str) else None), "lineage", parent)
+        except RecursionError:  # nested deeper than Python recurses: one thread per model, as without a body
+            return None
     return None
 
 
