@@ -266,12 +266,14 @@ def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
                     chains: ResponseChains) -> Callable[[], RequestFacts]:
     """Reads the request when called, with the inject addon's parse of its body when it made one."""
     request, explain = flow.request, ctx.options.cache_explain  # the option as it was when the request was sent
+    judged = ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
 
     def parsed() -> dict | None:
         return body if body is not None else parse_json_object(request.get_content(strict=False))
 
     return lambda: read_request(dialect, flow_id=flow.id, started_at=request.timestamp_start, headers=request.headers,
-                                pinned=_pinned(flow), body=parsed, explain=explain, chains=chains)
+                                pinned=_pinned(flow), body=parsed, explain=explain, chains=chains,
+                                judged=judged)
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

@@ -18,7 +18,7 @@ from functools import partial
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
-from cachepin import options
+from cachepin import handover, options
 from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
 from cachepin.request.chains import ResponseChains
@@ -47,6 +47,14 @@ class Inject:
         for name, problem in options.deferred_problems(options.INJECT, ctx.options.deferred, filters).items():
             logger.error("cachepin: %s", problem)  # mitmproxy exits 1 on an error at startup, instead of
             del ctx.options.deferred[name]  # dropping this script without a word for a value it cannot apply
+        chains = handover.take((id(ctx.master), self.name))
+        if isinstance(chains, ResponseChains):  # a hot reload: a chained request keeps its session
+            self.chains = chains
+
+    def done(self) -> None:
+        """On a hot reload of this script, the response chains go to the new instance (see ``load``)."""
+        if not ctx.master.should_exit.is_set():
+            handover.give((id(ctx.master), self.name), self.chains)
 
     def configure(self, updated: set[str]) -> None:
         try:

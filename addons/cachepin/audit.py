@@ -21,7 +21,7 @@ from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import from_headers, resolve
 from cachepin.request.snapshot import Snapshot
-from cachepin.request.thread import Position, Thread, position_of, thread_of
+from cachepin.request.thread import Position, Thread, model_family, position_of, thread_of
 from cachepin.response.extract import Extracted
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
@@ -63,6 +63,7 @@ def read_request(
     body: Callable[[], dict | None],
     explain: bool,
     chains: ResponseChains | None = None,
+    judged: bool = False,
 ) -> RequestFacts:
     """The session, model and prefix snapshot of one request.
 
@@ -70,9 +71,10 @@ def read_request(
     reuses a parse of) the request body, and is only called when needed.
     Without the explainer only the session is needed, and the model the
     response names keys the turns (always the same name, whether a body was
-    parsed or not): a session id in a header spares the parse.
+    parsed or not): a session id in a header spares the parse, unless a gate
+    is ``judged``: then the thread and position the body shows are needed.
     """
-    if not explain:
+    if not explain and not judged:
         header = from_headers(headers)
         if pinned is None and header.session_id is not None:
             pinned = header.session_id, header.source
@@ -133,8 +135,9 @@ class Audit:
             thread=request.thread, position=request.position,
         )
         if turn.ok and request.snapshot is not None:
-            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage,
-                                               thread=turn.thread, continues=request.position is Position.CONTINUATION)
+            thread = f"{turn.thread}@{model_family(turn.requested_model or turn.model)}"  # a cache is per model
+            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage, thread=thread,
+                                               continues=request.position is Position.CONTINUATION)
         if turn.ok:
             self.chains.learn(extracted.response_id, request.session_id, request.source)
         return Recorded(turn, failures, turn_log_line(request.session_id, turn))

@@ -209,15 +209,22 @@ def _converted(option: Option, strings: list[str]) -> object:
     """A ``--set`` value as mitmproxy's ``_parse_setval`` will convert it, or the error it would hit."""
     if option.typespec == Sequence[str]:
         return strings
+    if option.typespec is bool and not strings:
+        return True  # "--set cache_explain" alone means true
     if len(strings) != 1:
         given = ", ".join(f"{option.name}={text}" for text in strings) or option.name
         raise ValueError(f"{option.name} is given {len(strings)} times ({given}); give it once")
     text = strings[0]
-    if option.typespec is int and not re.fullmatch(r"[+-]?\d+", text.strip()):
-        raise ValueError(f"{option.name} must be {option.accepts or 'a whole number'}, not {text!r}")
-    if option.typespec is bool and text not in ("true", "false", ""):
-        raise ValueError(f"{option.name} must be true or false, not {text!r}")
-    return int(text) if option.typespec is int else text != "false" if option.typespec is bool else text
+    if option.typespec is bool:
+        if text not in ("true", "false", "", "toggle"):
+            raise ValueError(f"{option.name} must be true or false, not {text!r}")
+        return not option.default if text == "toggle" else text != "false"
+    if option.typespec is int:
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"{option.name} must be {option.accepts or 'a whole number'}, not {text!r}") from None
+    return text
 
 
 def _typed(option: Option, value: object) -> object:

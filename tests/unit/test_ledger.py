@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ledgers import usage
 
 from cachepin.request.thread import Position, Thread
 from cachepin.response.usage import Usage
@@ -10,20 +11,9 @@ from cachepin.turns.counts import Counts
 from cachepin.turns.explain import Explanation, Reason
 from cachepin.turns.ledger import Ledger, judge_min_hit
 from cachepin.turns.turn import Turn, Verdict
-from cachepin.turns.verdicts import Expect, short_id, verdict_for
+from cachepin.turns.verdicts import Expect
 
 Spec = tuple[int, str | None, Usage | None]  # a turn in a scenario: status, stream error, usage
-
-
-def usage(
-    read: int | None = 0,
-    creation: int | None = 0,
-    input_tokens: int | None = 10,
-    output: int | None = 5,
-    *,
-    model: str | None = "claude-sonnet-4-5",
-) -> Usage:
-    return Usage("anthropic", model, input_tokens, creation, read, output)
 
 
 def ok(read: int | None = 0, creation: int | None = 0, input_tokens: int | None = 10) -> Spec:
@@ -62,32 +52,6 @@ def only(ledger: Ledger) -> list[Turn]:
 
 
 # --- verdicts ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "error", "reported", "first", "expected"),
-    [
-        (200, None, usage(read=900), True, Verdict.HIT),
-        (200, None, usage(read=900), False, Verdict.HIT),
-        (200, None, usage(read=1), False, Verdict.HIT),
-        (200, None, usage(read=0), True, Verdict.COLD),
-        (200, None, usage(read=0, creation=1538), True, Verdict.COLD),
-        (200, None, usage(read=0), False, Verdict.MISS),
-        (200, None, usage(read=0, creation=None), False, Verdict.MISS),
-        (200, None, None, True, Verdict.NONE),
-        (200, None, None, False, Verdict.NONE),
-        (200, None, usage(read=None), False, Verdict.NONE),
-        (200, None, usage(read=None, creation=None), True, Verdict.NONE),
-        (400, None, None, True, Verdict.ERROR),
-        (429, None, None, False, Verdict.ERROR),
-        (529, None, usage(read=900), False, Verdict.ERROR),
-        (200, "stream cut", usage(read=900), False, Verdict.ERROR),
-        (200, "", None, True, Verdict.ERROR),
-        (399, None, usage(read=0), False, Verdict.MISS),
-    ],
-)
-def test_verdict_for(status: int, error: str | None, reported: Usage | None, first: bool, expected: Verdict) -> None:
-    assert verdict_for(status=status, error=error, usage=reported, first=first) is expected
 
 
 @pytest.mark.parametrize(
@@ -402,14 +366,6 @@ def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
         Ledger(**kwargs)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(
-    ("session_id", "short"),
-    [("", ""), ("abc", "abc"), ("123456789012", "123456789012"), ("1234567890123", "123456789012…")],
-)
-def test_short_id(session_id: str, short: str) -> None:
-    assert short_id(session_id) == short
-
-
 def test_a_miss_reason_can_be_attached_later() -> None:
     ledger = Ledger()
     play(ledger, [ok(0)])
@@ -525,3 +481,27 @@ def test_the_judged_ratio_leaves_out_each_threads_first_turn() -> None:
     judged = session.judged_counts()
     assert (judged.requests, judged.cache_read_input_tokens, judged.ratio_base) == (2, 950, 950 + 200 + 20)
     assert ledger.judged.hit_ratio == judged.hit_ratio and ledger.finalize() == []
+
+
+def test_a_model_switch_mid_conversation_opens_a_thread_on_the_new_model() -> None:
+    """claude --fallback-model, /model: the new model's cache is empty, so its first turn is no miss."""
+    ledger = Ledger(expect="warm")
+    other = Thread("ln_other", "lineage")
+    for model, thread, position, read in [("claude-opus-4-8", MAIN, Position.START, 0),
+                                          ("claude-opus-4-8", MAIN, Position.CONTINUATION, 100),
+                                          ("claude-sonnet-4-6", other, Position.CONTINUATION, 0),
+                                          ("claude-sonnet-4-6", other, Position.CONTINUATION, 100)]:
+        ledger.record("s1", "header", flow_id="f", started_at=0.0, status=200, stream=True, usage=usage(read, 100),
+                      model=model, ttft_ms=None, duration_ms=None, thread=thread, position=position)
+    assert [t.verdict for t in only(ledger)] == ["cold", "hit", "cold", "hit"] and ledger.ok
+
+
+def test_a_thread_named_by_a_header_is_one_per_model() -> None:
+    """Codex keeps its thread-id when it switches model; each model has its own cache."""
+    codex = Thread("019a7c3e", "header:thread-id")
+    ledger = Ledger()
+    for model, position, read in [("gpt-5.1-codex", Position.START, 0), ("gpt-5.1-codex-mini", Position.START, 0)]:
+        ledger.record("s1", "header", flow_id="f", started_at=0.0, status=200, stream=True, usage=usage(read, 100),
+                      model=model, ttft_ms=None, duration_ms=None, thread=codex, position=position)
+    assert [t.verdict for t in only(ledger)] == ["cold", "cold"]
+    assert [state.model for state in ledger.sessions[0].threads] == ["gpt-5.1-codex", "gpt-5.1-codex-mini"]

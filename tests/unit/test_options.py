@@ -58,6 +58,9 @@ def test_a_bad_value_is_named_with_what_is_accepted(given: dict[str, object], me
     {"cache_min_hit": 80},
     {"cache_explain": Unconverted([""])},  # --set cache_explain: "true"
     {"cache_explain": Unconverted(["false"])},
+    {"cache_explain": Unconverted([])},  # --set cache_explain, no value: true
+    {"affinity_override": Unconverted(["toggle"])},
+    {"cache_min_hit": Unconverted(["1_0"])},  # int() takes it, so mitmproxy does
     {"affinity_headers": Unconverted(["X-A", "X-B"])},  # a sequence option takes repeats
     {"cache_minimums": ["claude*=2048"]},
     {"cache_report": Unconverted([""])},

@@ -72,7 +72,6 @@ def test_what_a_cache_keys_on_starts_another_lineage(change) -> None:  # type: i
      Thread("agent-7", "header:x-claude-code-agent-id", "agent-1")),
     ({"Thread-Id": "019a7c3e-5b21", "x-codex-parent-thread-id": "019a7c3e-0000"},
      Thread("019a7c3e-5b21", "header:thread-id", "019a7c3e-0000")),
-    ({"x-amp-thread-id": "T-42"}, Thread("T-42", "header:x-amp-thread-id")),
     ({"x-claude-code-agent-id": "bad id", "thread-id": "t1"}, Thread("t1", "header:thread-id")),
 ])
 def test_a_thread_the_client_names_wins(headers: dict[str, str], expected: Thread) -> None:
@@ -125,3 +124,24 @@ def test_no_body_no_position() -> None:
 ])
 def test_model_family(model: str | None, family: str) -> None:
     assert model_family(model) == family
+
+
+def test_amps_thread_id_names_the_session_not_a_thread() -> None:
+    """Amp's sub-agents and side calls share its thread id: each is a thread of that session by lineage."""
+    assert thread_of({"x-amp-thread-id": "T-42"}, main_agent(), Dialect.ANTHROPIC) == \
+        thread_of({}, main_agent(), Dialect.ANTHROPIC)
+
+
+def test_a_responses_conversation_object_is_the_thread() -> None:
+    """Each request adds only its new input to the conversation: the lineage would change every turn."""
+    for conversation in ("conv_123", {"id": "conv_123"}):
+        body = {"model": "gpt-5", "conversation": conversation, "input": "Next step."}
+        assert thread_of({}, body, Dialect.OPENAI_RESPONSES) == Thread("conv_123", "body:conversation")
+
+
+def test_a_body_nested_deeper_than_python_recurses_falls_back_to_the_model() -> None:
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    body = {"model": "m", "tools": nested, "messages": [{"role": "user", "content": "x"}]}
+    assert thread_of({}, body, Dialect.ANTHROPIC) is None

@@ -109,9 +109,18 @@ def _body_ids(body: dict) -> Iterator[tuple[str, object]]:
         yield "prompt_cache_key", body["prompt_cache_key"]
     if "session_id" in body:
         yield "session_id", body["session_id"]
+    conversation = conversation_id(body)
+    if conversation is not None:  # OpenAI Responses: the conversation object the request adds to
+        yield "conversation", conversation
     request = body.get("request")
     if isinstance(request, dict) and "session_id" in request:  # Gemini CLI through Code Assist
         yield "request.session_id", request["session_id"]
+
+
+def conversation_id(body: dict) -> object:
+    """OpenAI Responses' ``conversation``: an id, or an object with one; None when absent."""
+    conversation = body.get("conversation")
+    return conversation.get("id") if isinstance(conversation, dict) else conversation
 
 
 def _session_from_user_id(user_id: object) -> object:

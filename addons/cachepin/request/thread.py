@@ -26,14 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cachepin.request.dialects import Dialect
-from cachepin.request.session import is_valid_id, stable_start
+from cachepin.request.session import conversation_id, is_valid_id, stable_start
 
 # (thread header, its parent header), in priority order.
 THREAD_HEADERS: tuple[tuple[str, str | None], ...] = (
     ("x-claude-code-agent-id", "x-claude-code-parent-agent-id"),  # Claude Code, when it sends them
     ("thread-id", "x-codex-parent-thread-id"),  # Codex
-    ("x-amp-thread-id", None),  # Amp
-)
+)  # Amp's x-amp-thread-id names its whole session (a session signal only): sub-agents and side calls share it
 PARENT_SESSION_HEADER = "x-parent-session-id"  # opencode: a child session names its parent session
 _LINEAGE_VERSION = "cachepin-lineage-v1"
 _DATED = re.compile(r"(?:[-@]\d{8}|-latest)$")
@@ -67,6 +66,9 @@ def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect) -
             parent = lowered.get(parent_name) if parent_name else None
             return Thread(value, f"header:{name}", parent if is_valid_id(parent) else None)
     parent = parent_session if is_valid_id(parent_session) else None
+    conversation = conversation_id(body) if body is not None and dialect is Dialect.OPENAI_RESPONSES else None
+    if is_valid_id(conversation):  # each request resends only its new input: the lineage would change every turn
+        return Thread(conversation, "body:conversation", parent)
     if body is not None:
         model = body.get("model")
         try:

@@ -74,9 +74,15 @@ class Session:
     def errors(self) -> int:
         return sum(not turn.ok for turn in self.turns)
 
-    def thread(self, thread_id: str) -> ThreadState | None:
-        """The thread of that id; searched from the latest, the one most turns continue."""
-        return next((state for state in reversed(self.threads) if state.thread_id == thread_id), None)
+    def thread(self, thread_id: str, family: str) -> ThreadState | None:
+        """The thread of that id on that model family (a cache is per model); searched from the latest, the one
+        most turns continue."""
+        return next((state for state in reversed(self.threads)
+                     if state.thread_id == thread_id and model_family(state.model) == family), None)
+
+    def switched_model(self, family: str) -> bool:
+        """A thread on another model family has written already: the client switched model mid-conversation."""
+        return any(state.ok_turns and model_family(state.model) != family for state in self.threads)
 
     def thread_turns(self) -> list[tuple[ThreadState, list[Turn]]]:
         """Each thread with its turns, in the order the threads appeared."""
@@ -256,11 +262,14 @@ class Ledger:
         served = (usage.model if usage is not None else None) or model
         if thread is None:  # the client's own model name stays the same on every turn; a response may date it
             thread = Thread(self._shared(f"model:{model_family(model or served) or '-'}") or "", "model")
-        state = session.thread(thread.thread_id)
+        family = model_family(model or served)
+        state = session.thread(thread.thread_id, family)
         if state is None:
             state = ThreadState(thread.thread_id, thread.source, thread.parent, self._shared(model or served))
             session.threads.append(state)
-        first = state.ok_turns == 0 and position is not Position.CONTINUATION
+        # A continuation opens a thread only where this proxy saw the client switch model: a new model's cache
+        # is empty. Elsewhere (a restart, another replica) it continues a conversation that should read.
+        first = state.ok_turns == 0 and (position is not Position.CONTINUATION or session.switched_model(family))
         turn = Turn(
             index=len(session.turns) + 1,
             flow_id=flow_id,
