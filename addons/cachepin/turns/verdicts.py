@@ -1,8 +1,8 @@
 """What one turn says about the cache, and how a failed expectation is worded.
 
-A turn that read from the cache is a hit; the first successful turn of its
-session (per model) is cold, since it has to write; a later one that read
-nothing is a miss.
+A turn that read from the cache is a hit; the turn that opens its thread
+(``ledger.Ledger.record`` says when) is cold, since it has to write; any
+other turn that read nothing is a miss.
 """
 
 from __future__ import annotations
