@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 CHARACTERS_PER_TOKEN = 4
 _TEXT_FIELDS = frozenset({"type", "text"})  # a content part made of these only is its text
+_BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's first system block (real-clients.md)
 
 
 class Api(enum.StrEnum):
@@ -133,7 +134,10 @@ def _block(role: str, value: object) -> Block:
     if isinstance(value, dict):
         value = {name: item for name, item in value.items() if name != "cache_control"}
     text = _text(value)
-    digest = hashlib.sha256(json.dumps([role, text]).encode("ascii")).digest()[:16]
+    # Claude Code's billing header changes every release (and, with cch=, every request), yet its later turns
+    # read the cache: the API does not cache by it. Its tokens count; what it says does not.
+    said = _BILLING_HEADER if role == "system" and text.startswith(_BILLING_HEADER) else text
+    digest = hashlib.sha256(json.dumps([role, said]).encode("ascii")).digest()[:16]
     return Block(digest, estimate_tokens(text), ttl)
 
 
