@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from llm_upstream import FakeUpstream
 from hypothesis import HealthCheck, settings
+from llm_upstream import FakeUpstream
 
 from cachepin_tools.harness.processes import Mitmdump
 
@@ -44,3 +44,10 @@ def mitmdump(tmp_path: Path):
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def direct(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Talk to 127.0.0.1 directly, whatever proxy the environment names."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)

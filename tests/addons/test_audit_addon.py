@@ -15,8 +15,8 @@ from pathlib import Path
 import cache_audit
 import pytest
 from cache_audit import MISS_MARK, CacheAudit
-from llm_upstream import anthropic_events, chat_chunks, response_object
 from inject import Inject
+from llm_upstream import words
 from mitmproxy import contentviews, exceptions, hooks, http
 from mitmproxy import io as mitmio
 from mitmproxy.test import taddons, tflow
@@ -24,6 +24,8 @@ from mitmproxy.test import taddons, tflow
 from cachepin import handover
 from cachepin.response.readers import StreamTap
 from cachepin.turns.verdicts import short_id
+from cachepin_tools.wire import anthropic, bedrock, framing, gemini, openai
+from cachepin_tools.wire.tokens import Tokens
 
 SECRET_KEY = "sk-ant-api03-SECRETKEYDONOTLEAK"
 PROMPT = "PROMPT-TEXT-that-must-never-be-logged"
@@ -55,51 +57,45 @@ def _anthropic_request(prompt: str) -> dict:
 
 CASES = [
     Case("anthropic", "/v1/messages", "anthropic", "claude-sonnet-4-6", _anthropic_request,
-         lambda read, written: {"type": "message", "model": "claude-sonnet-4-6", "content": [
-             {"type": "text", "text": REPLY}], "usage": {"input_tokens": 12, "cache_creation_input_tokens": written,
-                                                          "cache_read_input_tokens": read, "output_tokens": 85}},
+         lambda read, written: anthropic.message(anthropic.usage(Tokens(12, read=read, creation=written, output=85)),
+                                                 REPLY, "claude-sonnet-4-6"),
          lambda read, written: (12, written, read, 85),
-         {"type": "message", "model": "claude-sonnet-4-6", "usage": {"input_tokens": 12, "output_tokens": 85}}),
+         anthropic.message(anthropic.usage(Tokens(12, read=None, creation=None, output=85)), REPLY,
+                           "claude-sonnet-4-6")),
     Case("openai-chat", "/v1/chat/completions", "openai", "gpt-5",
          lambda prompt: {"model": "gpt-5", "messages": [{"role": "system", "content": "Be brief."},
                                                         {"role": "user", "content": prompt}]},
-         lambda read, written: {"object": "chat.completion", "model": "gpt-5", "choices": [
-             {"index": 0, "message": {"role": "assistant", "content": REPLY}}],
-             "usage": {"prompt_tokens": 300 + read, "completion_tokens": 52,
-                       "prompt_tokens_details": {"cached_tokens": read}}},
+         lambda read, written: openai.completion(openai.chat_usage(Tokens(300, read=read, output=52)), REPLY, "gpt-5"),
          lambda read, written: (300, 0, read, 52),
-         {"object": "chat.completion", "model": "gpt-5", "usage": {"prompt_tokens": 300, "completion_tokens": 52}}),
+         openai.completion(openai.chat_usage(Tokens(300, read=None, creation=None, output=52)), REPLY, "gpt-5")),
     Case("openai-responses", "/v1/responses", "openai", "gpt-5",
          lambda prompt: {"model": "gpt-5", "instructions": "Be brief.", "input": prompt},
-         lambda read, written: response_object({"input_tokens": 7000 + read, "output_tokens": 140,
-                                                 "input_tokens_details": {"cached_tokens": read}}, REPLY, "gpt-5"),
+         lambda read, written: openai.response(openai.responses_usage(Tokens(7000, read=read, creation=None,
+                                                                             output=140)), REPLY, "gpt-5"),
          lambda read, written: (7000, None, read, 140),
-         {"object": "response", "model": "gpt-5", "usage": {"input_tokens": 70, "output_tokens": 14}}),
+         openai.response(openai.responses_usage(Tokens(70, read=None, creation=None, output=14)), REPLY, "gpt-5")),
     Case("gemini", "/v1beta/models/gemini-2.5-flash:generateContent", "gemini", "gemini-2.5-flash",
          lambda prompt: {"systemInstruction": {"parts": [{"text": "Be brief."}]},
                          "contents": [{"role": "user", "parts": [{"text": prompt}]}]},
-         lambda read, written: {"candidates": [{"content": {"parts": [{"text": REPLY}]}}],
-                                "modelVersion": "gemini-2.5-flash",
-                                "usageMetadata": {"promptTokenCount": 900 + read, "cachedContentTokenCount": read,
-                                                  "candidatesTokenCount": 20}},
+         lambda read, written: gemini.response(gemini.usage_metadata(Tokens(900, read=read, creation=None, output=20)),
+                                               REPLY, "gemini-2.5-flash"),
          lambda read, written: (900, None, read, 20),
-         {"candidates": [{"content": {"parts": [{"text": REPLY}]}}], "modelVersion": "gemini-2.5-flash"}),
+         gemini.response(None, REPLY, "gemini-2.5-flash")),
     Case("bedrock-converse", "/model/anthropic.claude-sonnet-4-6/converse", "bedrock", None,
          lambda prompt: {"system": [{"text": "Be brief."}], "messages": [{"role": "user", "content": [
              {"text": prompt}]}]},
-         lambda read, written: {"output": {"message": {"role": "assistant", "content": [{"text": REPLY}]}},
-                                "usage": {"inputTokens": 30, "cacheWriteInputTokens": written,
-                                          "cacheReadInputTokens": read, "outputTokens": 95}},
+         lambda read, written: bedrock.converse(bedrock.converse_usage(Tokens(30, read=read, creation=written,
+                                                                              output=95)), REPLY),
          lambda read, written: (30, written, read, 95),
-         {"output": {}, "usage": {"inputTokens": 30, "outputTokens": 95}}),
+         bedrock.converse(bedrock.converse_usage(Tokens(30, read=None, creation=None, output=95)), REPLY)),
     Case("bedrock-invoke", "/model/anthropic.claude-sonnet-4-6/invoke", "bedrock", "claude-sonnet-4-6",
          lambda prompt: {"anthropic_version": "bedrock-2023-05-31", "max_tokens": 64, "system": "Be brief.",
                          "messages": [{"role": "user", "content": prompt}]},
-         lambda read, written: {"type": "message", "model": "claude-sonnet-4-6", "content": [],
-                                "usage": {"input_tokens": 12, "cache_creation_input_tokens": written,
-                                          "cache_read_input_tokens": read, "output_tokens": 85}},
+         lambda read, written: anthropic.message(anthropic.usage(Tokens(12, read=read, creation=written, output=85)),
+                                                 REPLY, "claude-sonnet-4-6"),
          lambda read, written: (12, written, read, 85),
-         {"type": "message", "usage": {"input_tokens": 12, "output_tokens": 85}}),
+         anthropic.message(anthropic.usage(Tokens(12, read=None, creation=None, output=85)), REPLY,
+                           "claude-sonnet-4-6")),
 ]
 CASE_IDS = [case.name for case in CASES]
 
@@ -140,43 +136,30 @@ def verdicts(addon: CacheAudit) -> list[str]:
     return [turn.verdict.value for turn in turns(addon)]
 
 
-def sse_body(events: list[tuple[str | None, object]]) -> bytes:
-    out = b""
-    for name, data in events:
-        payload = data if isinstance(data, str) else json.dumps(data)
-        out += ((f"event: {name}\n" if name else "") + f"data: {payload}\n\n").encode()
-    return out
-
-
 def split(data: bytes, size: int) -> list[bytes]:
     return [data[i:i + size] for i in range(0, len(data), size)]
 
 
-ANTHROPIC_USAGE = {"input_tokens": 12, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 1538,
-                   "output_tokens": 85}
-OPENAI_USAGE = {"prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}
-RESPONSES_USAGE = {"input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912}, "output_tokens": 140}
-
+STREAMED = words(REPLY + " more words")
 SSE_CASES = {
     "anthropic": ("/v1/messages",
-                  sse_body(anthropic_events(ANTHROPIC_USAGE, REPLY + " more words", "claude-sonnet-4-6")),
+                  framing.stream(anthropic.events(anthropic.usage(Tokens(12, read=1538, creation=0, output=85)),
+                                                  STREAMED, "claude-sonnet-4-6")),
                   ("anthropic", "claude-sonnet-4-6", 12, 0, 1538, 85)),
     "openai-chat": ("/v1/chat/completions",
-                    sse_body([(None, c) for c in chat_chunks(OPENAI_USAGE, REPLY + " more words", "gpt-5")]
-                             + [(None, "[DONE]")]),
+                    framing.stream(openai.chat_events(openai.chat_usage(Tokens(204, read=4096, output=52)), STREAMED,
+                                                      "gpt-5")),
                     ("openai", "gpt-5", 204, 0, 4096, 52)),
-    "openai-responses": ("/v1/responses", sse_body(
-        [("response.created", {"type": "response.created", "response": {"model": "gpt-5", "usage": None}})]
-        + [("response.output_text.delta", {"type": "response.output_text.delta", "delta": w})
-           for w in (REPLY + " more words").split(" ")]
-        + [("response.completed", {"type": "response.completed",
-                                   "response": response_object(RESPONSES_USAGE, REPLY, "gpt-5")})]),
-        ("openai", "gpt-5", 288, None, 6912, 140)),
-    "gemini": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse", b"".join(
-        b'data: {"candidates": [{"content": {"parts": [{"text": "w%d "}]}}], "usageMetadata": '
-        b'{"promptTokenCount": 5000, "cachedContentTokenCount": 3072, "candidatesTokenCount": %d}, '
-        b'"modelVersion": "gemini-2.5-flash"}\r\n\r\n' % (n, n) for n in range(1, 6)),
-        ("gemini", "gemini-2.5-flash", 1928, None, 3072, 5)),
+    "openai-responses": ("/v1/responses",
+                         framing.stream(openai.responses_events(openai.responses_usage(
+                             Tokens(288, read=6912, creation=None, output=140)), STREAMED, "gpt-5")),
+                         ("openai", "gpt-5", 288, None, 6912, 140)),
+    "gemini": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+               framing.stream([(None, gemini.response(gemini.usage_metadata(Tokens(1928, read=3072, creation=None,
+                                                                                  output=n)),
+                                                      f"w{n} ", "gemini-2.5-flash")) for n in range(1, 6)],
+                              framing.GEMINI),
+               ("gemini", "gemini-2.5-flash", 1928, None, 3072, 5)),
 }
 
 

@@ -17,6 +17,7 @@ import pytest
 from llm_upstream import FakeUpstream
 
 from cachepin_tools.harness.processes import ADDONS, BIN, Mitmdump, wait_until
+from cachepin_tools.wire.tokens import Tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +41,11 @@ def set_cache(upstream: FakeUpstream, kind: str, read: int, written: int) -> Non
     """What the upstream reports for the next turn: ``read`` tokens from the cache, ``written`` to it."""
     behaviour = upstream.behaviour
     if kind == "anthropic":
-        behaviour.anthropic_usage = {"input_tokens": 12, "cache_creation_input_tokens": written,
-                                     "cache_read_input_tokens": read, "output_tokens": 85}
+        behaviour.anthropic = Tokens(12, read=read, creation=written, output=85)
     elif kind == "chat":
-        behaviour.openai_usage = {"prompt_tokens": 4300, "completion_tokens": 52,
-                                  "prompt_tokens_details": {"cached_tokens": read}}
+        behaviour.chat = Tokens(4300 - read, read=read, output=52)
     else:
-        behaviour.responses_usage = {"input_tokens": 7200, "input_tokens_details": {"cached_tokens": read},
-                                     "output_tokens": 140, "output_tokens_details": {"reasoning_tokens": 64}}
+        behaviour.responses = Tokens(7200 - read, read=read, creation=None, output=140, reasoning=64)
 
 
 def expected_figures(kind: str, read: int, written: int) -> tuple[int | None, ...]:

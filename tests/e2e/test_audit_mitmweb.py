@@ -15,6 +15,7 @@ import pytest
 from llm_upstream import FakeUpstream
 
 from cachepin_tools.harness.processes import Mitmdump, wait_until
+from cachepin_tools.wire.tokens import Tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -61,14 +62,11 @@ def mitmweb(upstream: FakeUpstream, tmp_path: Path):
 
 def test_miss_is_commented_marked_and_viewable_in_mitmweb(upstream: FakeUpstream, mitmweb) -> None:
     proxy, api = mitmweb
-    usages = [{"input_tokens": 12, "cache_creation_input_tokens": 1538, "cache_read_input_tokens": 0,
-               "output_tokens": 85},
-              {"input_tokens": 12, "cache_creation_input_tokens": 1600, "cache_read_input_tokens": 0,
-               "output_tokens": 85}]
+    usages = [Tokens(12, read=0, creation=1538, output=85), Tokens(12, read=0, creation=1600, output=85)]
     history: list[dict] = []
     with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-web", max_retries=0) as client:
         for index, usage in enumerate(usages):
-            upstream.behaviour.anthropic_usage = usage
+            upstream.behaviour.anthropic = usage
             history.append({"role": "user", "content": "Describe the web UI." if index == 0 else "More?"})
             with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
                                         messages=history) as events:

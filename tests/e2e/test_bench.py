@@ -10,11 +10,11 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from cachepin_tools.harness.processes import ROOT
+
 BENCH = ("-m", "cachepin_tools.bench")  # what scripts/bench runs, from the checkout's root
 SECTIONS = ("streaming", "throughput", "inprocess", "ledger")
 EXPECTED_KEYS = {

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from cachepin_tools.harness.processes import ADDONS
+
 pytestmark = pytest.mark.e2e
 
-ADDONS = Path(__file__).resolve().parent.parent / "addons"
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
 
 

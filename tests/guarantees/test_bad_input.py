@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,24 +15,21 @@ from pathlib import Path
 import brotli
 import pytest
 from cache_audit import CacheAudit
+from codings import zstd
 from flows import drive, harness, make_request, make_response
-from logs import captured_logs, connections_closed, level_log_addon, problems
-from raw_client import exchange
-from scripted_upstream import Action, Close, RawRequest, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inject import Inject
+from logs import captured_logs, connections_closed, level_log_addon, problems
 from mitmproxy.test import tflow
+from raw_client import exchange
+from scripted_upstream import Action, Close, RawRequest, ScriptedUpstream, Send
 
 from cachepin.views.junit import junit_xml
 from cachepin.views.report import report_dict
 from cachepin.views.table import summary_table
 from cachepin_tools.harness.processes import Mitmdump, wait_until
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+from cachepin_tools.wire.http1 import chunk, chunked_head, response_bytes
 
 JSON = [("content-type", "application/json")]
 SSE = [("content-type", "text/event-stream")]

@@ -18,28 +18,35 @@ from h2_upstream import H2Answer, H2Request, H2Upstream
 from logs import connections_closed, level_log_addon
 from pki import TestPKI, client_context
 from raw_client import exchange
-from scripted_upstream import Action, Close, Hang, Pause, RawRequest, Reset, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
+from scripted_upstream import (
+    Action,
+    Close,
+    Hang,
+    Pause,
+    RawRequest,
+    Reset,
+    ScriptedUpstream,
+    Send,
+)
 
 from cachepin_tools.harness.processes import Mitmdump, wait_until
+from cachepin_tools.wire import anthropic, framing
+from cachepin_tools.wire.http1 import chunk, chunked_head, response_bytes
+from cachepin_tools.wire.tokens import Tokens
 
 pytestmark = pytest.mark.e2e
 
 JSON = [("content-type", "application/json")]
 SSE = [("content-type", "text/event-stream")]
-USAGE = {"input_tokens": 10, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 4000, "output_tokens": 1}
+USAGE = anthropic.usage(Tokens(10, read=4000, creation=0, output=12))  # message_start says 1 output token
 REQUEST = json.dumps({"model": "claude-sonnet-4-6", "stream": True, "system": "Be brief.",
                       "messages": [{"role": "user", "content": "hi"}]}).encode()
 
 
-def event(name: str, data: dict) -> bytes:
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-START = event("message_start", {"type": "message_start", "message": {"model": "claude-sonnet-4-6", "usage": USAGE}})
-DELTA = event("content_block_delta", {"type": "content_block_delta", "delta": {"type": "text_delta", "text": "Hi"}})
-END = event("message_delta", {"type": "message_delta", "usage": {"output_tokens": 12}}) + event(
-    "message_stop", {"type": "message_stop"})
-OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+START = framing.stream(anthropic.opening(USAGE, "claude-sonnet-4-6")[:1])
+DELTA = framing.stream([anthropic.text_delta("Hi")])
+END = framing.stream(anthropic.closing(USAGE))
+OVERLOADED = anthropic.error("overloaded_error", "Overloaded")
 
 
 def error_json(status: int, body: dict, extra: list[tuple[str, str]] | None = None) -> list[Action]:
@@ -72,7 +79,7 @@ FAULTS: dict[str, Fault] = {
     "status-503-html": Fault([Send(response_bytes(503, [("content-type", "text/html")], b"<h1>down</h1>"))],
                              "error", 503),
     "status-529": Fault(error_json(529, OVERLOADED), "error", 529, "overloaded_error: Overloaded"),
-    "sse-error-event": Fault([Send(chunked_head(200, SSE) + chunk(START) + chunk(event("error", OVERLOADED))
+    "sse-error-event": Fault([Send(chunked_head(200, SSE) + chunk(START) + chunk(framing.frame(OVERLOADED, "error"))
                                    + chunk(b""))], "error", 200, "overloaded_error: Overloaded"),
     "reset-mid-stream": Fault([Send(chunked_head(200, SSE) + chunk(START) + chunk(DELTA)), Pause(0.2), Reset()],
                               "error", 200, ""),

@@ -21,18 +21,19 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from llm_upstream import FakeUpstream
 from flows import harness, make_request, run_hook
-from logs import captured_logs, connections_closed, level_log_addon
-from pki import TestPKI, client_context
-from raw_client import exchange
-from scripted_upstream import RawRequest, ScriptedUpstream, Send, response_bytes
 from inject import Inject
+from llm_upstream import FakeUpstream
+from logs import captured_logs, connections_closed, level_log_addon
 from mitmproxy import exceptions, http
 from mitmproxy.test import tflow
+from pki import TestPKI, client_context
+from raw_client import exchange
+from scripted_upstream import RawRequest, ScriptedUpstream, Send
 
 from cachepin.views import files as reports
 from cachepin_tools.harness.processes import Mitmdump, wait_until
+from cachepin_tools.wire.http1 import response_bytes
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "system": "Be brief.",
                    "messages": [{"role": "user", "content": "hi"}]}).encode()

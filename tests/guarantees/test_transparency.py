@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,25 +23,24 @@ from pathlib import Path
 import brotli
 import pytest
 from cache_audit import CacheAudit
+from codings import raw_deflate, zstd
 from flows import drive, harness, make_request, make_response, run_hook
-from logs import captured_logs, connections_closed, level_log_addon, problems
-from raw_client import exchange
-from scripted_upstream import Close, ScriptedUpstream, Send, chunk, chunked_head, response_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inject import Inject
+from logs import captured_logs, connections_closed, level_log_addon, problems
 from mitmproxy import http
 from mitmproxy.test import tflow
+from raw_client import exchange
+from scripted_upstream import Close, ScriptedUpstream, Send
 
 from cachepin.request.body_edit import with_prompt_cache_key
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.readers import usage_from_body
 from cachepin_tools.harness.processes import wait_until
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
+from cachepin_tools.wire import anthropic, framing
+from cachepin_tools.wire.http1 import chunk, chunked_head, response_bytes
+from cachepin_tools.wire.tokens import Tokens
 
 SESSION_HEADERS = {b"x-session-id", b"x-session-affinity"}  # the documented headers inject may set
 
@@ -59,24 +57,17 @@ OTHER_PATHS = ["/v1/models", "/v1/embeddings", "/", "/v1/messages/count_tokens",
 # -- encodings ---------------------------------------------------------------------------------------
 
 
-def _raw_deflate(data: bytes) -> bytes:
-    compressor = zlib.compressobj(wbits=-15)
-    return compressor.compress(data) + compressor.flush()
-
 
 def _flushed_gzip(data: bytes) -> bytes:
     """Gzip as a streaming server writes it: a sync flush every 50 bytes."""
-    compressor = zlib.compressobj(wbits=31)
-    out = b"".join(compressor.compress(data[i:i + 50]) + compressor.flush(zlib.Z_SYNC_FLUSH)
-                   for i in range(0, len(data), 50))
-    return out + compressor.flush()
+    return b"".join(framing.gzip_frames(data[i:i + 50] for i in range(0, len(data), 50)))
 
 
 COMPRESSORS = {
     "gzip": gzip.compress,
     "gzip-flushed": _flushed_gzip,
     "deflate": zlib.compress,
-    "deflate-raw": _raw_deflate,
+    "deflate-raw": raw_deflate,
     "br": brotli.compress,
     "zstd": zstd.compress,
     "gzip-then-br": lambda data: brotli.compress(gzip.compress(data)),
@@ -438,11 +429,12 @@ def test_non_llm_flows_are_not_touched_at_all() -> None:
 
 # -- through a real mitmdump -------------------------------------------------------------------------
 
-_SSE = (b"event: message_start\ndata: " + json.dumps({"type": "message_start", "message": {
-    "model": "claude-sonnet-4-6", "usage": {"input_tokens": 5, "cache_creation_input_tokens": 0,
-                                            "cache_read_input_tokens": 2048, "output_tokens": 1}}}).encode()
-        + b"\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"h\xc3\xa9\"}}"
-        + b"\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n")
+_SSE = framing.stream([
+    ("message_start", {"type": "message_start", "message": {
+        "model": "claude-sonnet-4-6", "usage": anthropic.usage(Tokens(5, read=2048, creation=0, output=1))}}),
+    ("content_block_delta", {"type": "content_block_delta", "delta": {"text": "h\u00e9"}}),  # raw UTF-8 on the wire
+    ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 9}}),
+], framing.RAW_UTF8)
 
 
 def _pieces(data: bytes, seed: int) -> list[bytes]:

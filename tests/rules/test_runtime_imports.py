@@ -1,4 +1,11 @@
-"""Runtime code must run on a bare mitmproxy: the stdlib, mitmproxy and mitmproxy's own dependencies."""
+"""The code's import rules.
+
+Runtime code must run on a bare mitmproxy: the stdlib, mitmproxy and mitmproxy's own dependencies; the stages of
+``cachepin/`` import only earlier stages, without cycles. And what checks cachepin must not share its code: the
+gateway simulator's cache model and the wire kit that renders every fake server's answers import nothing from
+``cachepin``, directly or through another ``cachepin_tools`` module, so a bug in cachepin cannot be copied into
+the figures it is checked against.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-ADDONS = Path(__file__).resolve().parent.parent / "addons"
+ROOT = Path(__file__).resolve().parents[2]
+ADDONS = ROOT / "addons"
+TOOLS = ROOT / "tools"
 MITMPROXY_DEPENDENCIES = {
     "mitmproxy", "mitmproxy_rs", "brotli", "backports", "h11", "h2", "hyperframe", "wsproto", "cryptography",
     "OpenSSL", "certifi", "kaitaistruct", "ldap3", "publicsuffix2", "pyparsing", "ruamel", "sortedcontainers",
@@ -90,3 +99,34 @@ def test_there_is_no_import_cycle() -> None:
 
     for module in graph:
         visit(module, ())
+
+
+def tools_imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, and those that its ``cachepin_tools`` imports import, and so on."""
+    seen: set[Path] = set()
+    found: set[str] = set()
+    pending = [path]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(ast.parse(current.read_text(encoding="utf-8"))):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                found.add(name)
+                if name.split(".")[0] == "cachepin_tools":
+                    module = TOOLS.joinpath(*name.split("."))
+                    pending += [candidate for candidate in (module.with_suffix(".py"), module / "__init__.py")
+                                if candidate.exists()]
+    return found
+
+
+CHECKERS = (TOOLS / "cachepin_tools" / "simulator", TOOLS / "cachepin_tools" / "wire")
+INDEPENDENT = sorted(path for package in CHECKERS for path in package.glob("*.py"))
+
+
+@pytest.mark.parametrize("path", INDEPENDENT, ids=lambda p: str(p.relative_to(TOOLS)))
+def test_what_checks_cachepin_imports_nothing_from_it(path: Path) -> None:
+    assert not {name for name in tools_imports(path) if name.split(".")[0] == "cachepin"}

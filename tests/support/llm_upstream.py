@@ -1,54 +1,45 @@
-"""A tiny recording LLM upstream for tests: answers with known usage figures and keeps every request.
+"""A recording LLM upstream for tests: it answers with known usage figures and keeps every request.
 
 It speaks just enough of the Anthropic Messages, OpenAI Chat Completions and
-Responses APIs (JSON and SSE, optionally gzipped, with a delay between events)
-for the official SDKs to be satisfied, so tests can compare what the proxy
-reports and forwards with exactly what was sent and received.
+Responses APIs (JSON and SSE, optionally gzipped, with a delay between events,
+or cut off mid-stream) for the official SDKs to be satisfied, so tests can
+compare what the proxy reports and forwards with exactly what was sent and
+received. It is a script of the scripted upstream (one HTTP/1.1 test server
+for the whole suite), and every answer is rendered by the wire kit.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import socket
 import ssl
-import threading
 import time
-import zlib
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 
-ANTHROPIC_USAGE = {"input_tokens": 12, "cache_creation_input_tokens": 1538, "cache_read_input_tokens": 0,
-                   "output_tokens": 85}
-OPENAI_USAGE = {"prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}
-RESPONSES_USAGE = {"input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912}, "output_tokens": 140,
-                   "output_tokens_details": {"reasoning_tokens": 64}}
+from codings import zstd
+from scripted_upstream import Action, Close, Note, Pause, RawRequest, ScriptedUpstream, Send
 
+from cachepin_tools.wire import anthropic, framing, openai
+from cachepin_tools.wire.framing import Event, FlushedGzip
+from cachepin_tools.wire.http1 import chunk, chunked_head, response_bytes
+from cachepin_tools.wire.tokens import Tokens
 
-@dataclass
-class Recorded:
-    method: str
-    path: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-    def json(self) -> dict:
-        return json.loads(self.body)
+ANTHROPIC = Tokens(12, read=0, creation=1538, output=85)
+CHAT = Tokens(204, read=4096, output=52)  # 4300 prompt tokens, 4096 of them cached
+RESPONSES = Tokens(288, read=6912, creation=None, output=140, reasoning=64)  # 7200 input tokens
+ANTHROPIC_USAGE = anthropic.usage(ANTHROPIC)
+OPENAI_USAGE = openai.chat_usage(CHAT)
+JSON = [("content-type", "application/json")]
+SSE = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
 
 
 @dataclass
 class Behaviour:
     """What the upstream answers; tests change it between requests."""
 
-    anthropic_usage: dict = field(default_factory=lambda: dict(ANTHROPIC_USAGE))
-    openai_usage: dict = field(default_factory=lambda: dict(OPENAI_USAGE))
-    responses_usage: dict = field(default_factory=lambda: dict(RESPONSES_USAGE))
+    anthropic: Tokens = ANTHROPIC
+    chat: Tokens = CHAT
+    responses: Tokens = RESPONSES
     event_delay: float = 0.0
     gzip_sse: bool = False
     status: int = 200
@@ -56,80 +47,25 @@ class Behaviour:
     cut_after: int | None = None  # SSE: drop the connection after this many events, without ending the body
 
 
-def anthropic_events(usage: dict, text: str, model: str) -> list[tuple[str, dict]]:
-    start_usage = {**usage, "output_tokens": 1}
-    events: list[tuple[str, dict]] = [
-        ("message_start", {"type": "message_start", "message": {
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": start_usage}}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("ping", {"type": "ping"}),
-    ]
-    for word in text.split(" "):
-        events.append(("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                               "delta": {"type": "text_delta", "text": word + " "}}))
-    events += [
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                           "usage": {"output_tokens": usage.get("output_tokens", 0)}}),
-        ("message_stop", {"type": "message_stop"}),
-    ]
-    return events
-
-
-def anthropic_message(usage: dict, text: str, model: str) -> dict:
-    return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": usage}
-
-
-def chat_completion(usage: dict, text: str, model: str) -> dict:
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": usage}
-
-
-def chat_chunks(usage: dict | None, text: str, model: str) -> list[dict]:
-    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model}
-    chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": word + " "},
-                                    "finish_reason": None}]} for word in text.split(" ")]
-    chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if usage is not None:
-        chunks.append({**base, "choices": [], "usage": usage})
-    return chunks
-
-
-def response_object(usage: dict, text: str, model: str) -> dict:
-    return {"id": "resp_fake", "object": "response", "created_at": 0, "status": "completed", "model": model,
-            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-            "usage": {**usage, "total_tokens": usage["input_tokens"] + usage["output_tokens"]},
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
-
 
 class FakeUpstream:
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.behaviour = Behaviour()
-        self.records: list[Recorded] = []
         self.last_event_sent_at: float | None = None
         self.sent: list[bytes] = []  # every response body as written: content-encoded, without chunk framing
-        handler = type("Handler", (_Handler,), {"upstream": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        if tls is not None:  # HTTPS upstream for interception tests; the handshake runs in accept()
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self.scheme = "https" if tls is not None else "http"
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = ScriptedUpstream(self._answer, tls)
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
+        return self._server.url
+
+    @property
+    def records(self) -> list[RawRequest]:
+        """Every request as it arrived."""
+        return self._server.requests
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._server.close()
 
     def __enter__(self) -> FakeUpstream:
         return self
@@ -137,125 +73,79 @@ class FakeUpstream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-class _Handler(BaseHTTPRequestHandler):
-    upstream: FakeUpstream
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output clean
-        pass
-
-    def _record(self) -> Recorded:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        encoding = (self.headers.get("content-encoding") or "").lower()
-        if encoding == "gzip":
-            raw = gzip.decompress(raw)
-        elif encoding == "zstd":
-            from backports import zstd
-            raw = zstd.decompress(raw)
-        recorded = Recorded(self.command, self.path, list(self.headers.items()), raw)
-        self.upstream.records.append(recorded)
-        return recorded
-
-    def do_GET(self) -> None:
-        self._record()
-        if self.path.startswith("/v1/models"):
-            self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-        else:
-            self._json(404, {"error": {"message": "not found", "type": "not_found"}})
-
-    def do_POST(self) -> None:
-        recorded = self._record()
-        behaviour = self.upstream.behaviour
+    def _answer(self, request: RawRequest) -> list[Action]:
+        path = request.target.split("?", 1)[0]
+        if request.method != "POST":
+            if path.startswith("/v1/models"):
+                return self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+            return self._json(404, openai.error("not found", "not_found"))
         try:
-            body = recorded.json()
+            body = json.loads(_decoded(request))
         except ValueError:
-            self._json(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad json"}})
-            return
+            return self._json(400, anthropic.error("invalid_request_error", "bad json"))
+        behaviour = self.behaviour
         if behaviour.status != 200:
-            self._json(behaviour.status, {"type": "error", "error": {"type": "overloaded_error",
-                                                                        "message": "Overloaded"}})
-            return
-        model = body.get("model", "fake-model")
-        path = self.path.split("?", 1)[0]
-        stream = bool(body.get("stream"))
+            return self._json(behaviour.status, anthropic.error("overloaded_error", "Overloaded"))
+        model, stream, text = body.get("model", "fake-model"), bool(body.get("stream")), behaviour.text
         if path.endswith("/messages"):
+            used = anthropic.usage(behaviour.anthropic)
             if stream:
-                self._sse([(name, data) for name, data in
-                           anthropic_events(behaviour.anthropic_usage, behaviour.text, model)])
-            else:
-                self._json(200, anthropic_message(behaviour.anthropic_usage, behaviour.text, model))
-        elif path.endswith("/chat/completions"):
+                return self._sse(request, anthropic.events(used, words(text), model, "msg_fake"))
+            return self._json(200, anthropic.message(used, text, model, "msg_fake"))
+        if path.endswith("/chat/completions"):
             if stream:
-                include = bool((body.get("stream_options") or {}).get("include_usage"))
-                chunks = chat_chunks(behaviour.openai_usage if include else None, behaviour.text, model)
-                self._sse([(None, chunk) for chunk in chunks] + [(None, "[DONE]")])
-            else:
-                self._json(200, chat_completion(behaviour.openai_usage, behaviour.text, model))
-        elif path.endswith("/responses"):
-            response = response_object(behaviour.responses_usage, behaviour.text, model)
+                asked = bool((body.get("stream_options") or {}).get("include_usage"))
+                used = openai.chat_usage(behaviour.chat) if asked else None
+                return self._sse(request, openai.chat_events(used, words(text), model, "chatcmpl-fake",
+                                                             role_chunk=False))
+            return self._json(200, openai.completion(openai.chat_usage(behaviour.chat), text, model, "chatcmpl-fake"))
+        if path.endswith("/responses"):
+            used = openai.responses_usage(behaviour.responses)
             if stream:
-                events = [("response.created", {"type": "response.created", "sequence_number": 0,
-                                                "response": {**response, "status": "in_progress", "output": []}})]
-                events += [("response.output_text.delta", {"type": "response.output_text.delta", "delta": word,
-                                                           "item_id": "msg_fake", "output_index": 0,
-                                                           "content_index": 0, "sequence_number": i + 1})
-                           for i, word in enumerate(behaviour.text.split(" "))]
-                events.append(("response.completed", {"type": "response.completed", "response": response,
-                                                      "sequence_number": len(events)}))
-                self._sse(events)
-            else:
-                self._json(200, response)
-        else:
-            self._json(404, {"error": {"message": "not found", "type": "not_found"}})
+                return self._sse(request, openai.responses_events(used, words(text), model, "resp_fake"))
+            return self._json(200, openai.response(used, text, model, "resp_fake"))
+        return self._json(404, openai.error("not found", "not_found"))
 
-    def _json(self, status: int, obj: dict) -> None:
-        data = json.dumps(obj).encode()
-        self.upstream.sent.append(data)
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    def _json(self, status: int, obj: object) -> list[Action]:
+        data = framing.dumps(obj).encode()
+        self.sent.append(data)
+        return [Send(response_bytes(status, JSON, data))]
 
-    def _sse(self, events: list[tuple[str | None, object]]) -> None:
-        behaviour = self.upstream.behaviour
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream; charset=utf-8")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cache-control", "no-cache")
-        compressor = None
-        if behaviour.gzip_sse and "gzip" in (self.headers.get("accept-encoding") or ""):
-            self.send_header("content-encoding", "gzip")
-            compressor = zlib.compressobj(wbits=31)
-        self.end_headers()
-        sent = bytearray()
-        for i, (name, data) in enumerate(events):
-            if i == behaviour.cut_after:
-                self.upstream.sent.append(bytes(sent))
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if i and behaviour.event_delay:
-                time.sleep(behaviour.event_delay)
-            payload = data if isinstance(data, str) else json.dumps(data)
-            text = (f"event: {name}\n" if name else "") + f"data: {payload}\n\n"
-            chunk = text.encode()
-            if compressor is not None:
-                chunk = compressor.compress(chunk) + compressor.flush(zlib.Z_SYNC_FLUSH)
-            self._chunk(chunk)
-            sent += chunk
-            self.upstream.last_event_sent_at = time.monotonic()
-        if compressor is not None:
-            tail = compressor.flush()
-            self._chunk(tail)
-            sent += tail
-        self.upstream.sent.append(bytes(sent))  # before the last chunk: a client that has it all sees it here
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+    def _sse(self, request: RawRequest, events: list[Event]) -> list[Action]:
+        """Each event its own chunk, ``event_delay`` apart; noted when it has left, for timing tests."""
+        behaviour = self.behaviour
+        gzipped = behaviour.gzip_sse and "gzip" in (request.header("accept-encoding") or "")
+        encoder = FlushedGzip(gzipped)
+        actions: list[Action] = [Send(chunked_head(200, [*SSE, ("content-encoding", "gzip")] if gzipped else SSE))]
+        body = bytearray()
+        for index, data in enumerate(framing.frames(events)):
+            if index == behaviour.cut_after:
+                self.sent.append(bytes(body))
+                return [*actions, Close()]
+            if index and behaviour.event_delay:
+                actions.append(Pause(behaviour.event_delay))
+            piece = encoder.encode(data)
+            body += piece
+            actions += [Send(chunk(piece)), Note(self._event_sent)]
+        tail = encoder.close()
+        body += tail
+        self.sent.append(bytes(body))  # known before any byte is sent: a client that has it all sees it here
+        return [*actions, Send((chunk(tail) if tail else b"") + chunk(b""))]
 
-    def _chunk(self, data: bytes) -> None:
-        if data:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
+    def _event_sent(self) -> None:
+        self.last_event_sent_at = time.monotonic()
+
+
+def words(text: str) -> list[str]:
+    """The pieces a text is streamed in: each word with a space after it (what the tests' expected texts show)."""
+    return [word + " " for word in text.split(" ")]
+
+
+def _decoded(request: RawRequest) -> bytes:
+    """The request body without its content-encoding (Codex sends zstd, some clients gzip)."""
+    coding = (request.header("content-encoding") or "").lower()
+    if coding == "gzip":
+        return gzip.decompress(request.body)
+    if coding == "zstd":
+        return zstd.decompress(request.body)
+    return request.body

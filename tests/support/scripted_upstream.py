@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from listener import Closed, Listener
 
+from cachepin_tools.wire.http1 import response_bytes
+
 # -- actions -----------------------------------------------------------------------------------------
 
 
@@ -46,36 +48,14 @@ class Close:
     """Close the connection normally (FIN)."""
 
 
-type Action = Send | Pause | Reset | Hang | Close
+@dataclass(frozen=True)
+class Note:
+    """Call ``callback`` at this point of the script: a test learns when bytes before it have left."""
+
+    callback: Callable[[], object]
 
 
-def response_bytes(status: int, headers: Sequence[tuple[str, str]], body: bytes = b"",
-                   reason: str | None = None, framing: str = "length") -> bytes:
-    """A whole HTTP/1.1 response: ``framing`` is "length" (adds Content-Length), "chunked" or "none"."""
-    lines = [f"HTTP/1.1 {status} {reason or _REASONS.get(status, 'Status')}"]
-    lines += [f"{name}: {value}" for name, value in headers]
-    if framing == "length":
-        lines.append(f"content-length: {len(body)}")
-    elif framing == "chunked":
-        lines.append("transfer-encoding: chunked")
-        body = chunk(body) + chunk(b"") if body else chunk(b"")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def chunked_head(status: int, headers: Sequence[tuple[str, str]]) -> bytes:
-    """The head of a chunked response, for scripts that send the body piece by piece with ``chunk``."""
-    lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", *(f"{n}: {v}" for n, v in headers),
-             "transfer-encoding: chunked"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def chunk(data: bytes) -> bytes:
-    """One chunk of chunked transfer coding; ``chunk(b"")`` is the last one."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 529: "Overloaded"}
+type Action = Send | Pause | Reset | Hang | Close | Note
 
 
 # -- requests ----------------------------------------------------------------------------------------
@@ -159,6 +139,7 @@ Script = Callable[[RawRequest], Sequence[Action]]
 
 
 def ok_json(body: bytes = b'{"ok":true}') -> list[Action]:
+    """A small JSON 200: the default answer, for tests about what reaches the upstream."""
     return [Send(response_bytes(200, [("content-type", "application/json")], body))]
 
 
@@ -216,6 +197,8 @@ class ScriptedUpstream:
                         return
                     case Close():
                         return
+                    case Note(callback):
+                        callback()
 
     def _websocket(self, conn: socket.socket, reader: _Reader, request: RawRequest) -> None:
         """Echo every text message back (and note it), until the client closes."""

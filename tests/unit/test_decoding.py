@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import sys
 import tracemalloc
 import zlib
 from itertools import pairwise
 
 import brotli
 import pytest
+from codings import raw_deflate, zstd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachepin.response.decoding import DecodeError, IncrementalDecoder
-
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
 
 PLAIN = b"".join(
     b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"word %d"}}\n\n' % i
     for i in range(400)
 )
 
-
-def _raw_deflate(data: bytes) -> bytes:
-    compressor = zlib.compressobj(wbits=-15)
-    return compressor.compress(data) + compressor.flush()
 
 
 ENCODED = {
@@ -44,7 +35,7 @@ ENCODED = {
     "gzip, br": brotli.compress(gzip.compress(PLAIN)),
     "identity, zstd": zstd.compress(PLAIN),
 }
-CASES = [*ENCODED.items(), ("deflate", _raw_deflate(PLAIN)), ("", gzip.compress(PLAIN))]
+CASES = [*ENCODED.items(), ("deflate", raw_deflate(PLAIN)), ("", gzip.compress(PLAIN))]
 CASE_IDS = [*ENCODED, "deflate-raw", "sniffed-gzip"]
 
 

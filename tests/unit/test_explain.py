@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 
 import pytest
+from bodies import SECRET, SONNET, Body, anthropic_body, openai_body
+from snapshots import index_of, snap, through
 
 from cachepin.request.dialects import Dialect
 from cachepin.request.snapshot import Snapshot
@@ -14,83 +15,11 @@ from cachepin.response.usage import Usage
 from cachepin.turns.explain import LOOKBACK_BLOCKS, ROUTING_HINT, Explainer, Explanation, Reason, clearly_below, explain
 from cachepin.turns.models import minimum_tokens
 
-SONNET = "claude-sonnet-4-5-20250929"
-SECRET = "SECRETWORD"  # in every prompt text: must never reach a snapshot or evidence
-
-Body = dict
 Mutation = Callable[[Body], None]
-
-
-def _marker(ttl: str | None) -> dict:
-    return {"type": "ephemeral", "ttl": ttl} if ttl else {"type": "ephemeral"}
-
-
-def anthropic_body(
-    turn: int,
-    *,
-    model: str = SONNET,
-    instructions: int = 60,
-    marked: bool = True,
-    ttl: str | None = None,
-    system_ttl: str | None = None,
-    automatic: dict | None = None,
-) -> Body:
-    """A Claude-Code-like request at ``turn`` (1-based): tools, two system blocks, growing messages.
-
-    Breakpoints sit on the last system block and on the last user message, as
-    Claude Code places them; ``instructions`` scales the system prompt.
-    """
-    tools = [
-        {
-            "name": f"tool_{i}",
-            "description": f"{SECRET} tool {i} reads and edits files in the workspace. " * 4,
-            "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
-        }
-        for i in range(3)
-    ]
-    system = [
-        {"type": "text", "text": f"You are a coding agent. {SECRET}"},
-        {"type": "text", "text": f"{SECRET} Follow the project's conventions and keep diffs small. " * instructions},
-    ]
-    messages: list[dict] = []
-    for i in range(turn):
-        if i:
-            messages.append({"role": "assistant", "content": [{"type": "text", "text": f"{SECRET} answer {i}. " * 30}]})
-        messages.append({"role": "user", "content": [{"type": "text", "text": f"{SECRET} question {i}? " * 30}]})
-    if marked:
-        system[-1]["cache_control"] = _marker(system_ttl or ttl)
-        messages[-1]["content"][-1]["cache_control"] = _marker(ttl)
-    body: Body = {"model": model, "max_tokens": 4096, "tools": tools, "system": system, "messages": messages}
-    if automatic is not None:
-        body["cache_control"] = automatic
-    return body
-
-
-def openai_body(turn: int, *, model: str = "gpt-4o", instructions: int = 120, **extra: object) -> Body:
-    rules = f"{SECRET} You review pull requests carefully. " * instructions
-    messages: list[dict] = [{"role": "system", "content": rules}]
-    for i in range(turn):
-        if i:
-            messages.append({"role": "assistant", "content": f"{SECRET} answer {i}. " * 30})
-        messages.append({"role": "user", "content": f"{SECRET} question {i}? " * 30})
-    return {"model": model, "messages": messages, **extra}
-
-
-def snap(body: Body, at: float = 0.0, dialect: Dialect = Dialect.ANTHROPIC) -> Snapshot:
-    return Snapshot.from_request(dialect, body, at)
 
 
 def usage(read: int | None, model: str | None = SONNET, provider: str = "anthropic") -> Usage:
     return Usage(provider, model, 20, 500, read, 80)
-
-
-def index_of(snapshot: Snapshot, path: str) -> int:
-    return snapshot.paths.split("\n").index(path)
-
-
-def through(snapshot: Snapshot, path: str) -> int:
-    """Estimated tokens up to and including the block at ``path``."""
-    return snapshot.tokens_before(index_of(snapshot, path) + 1)
 
 
 def mutated(body: Body, mutation: Mutation) -> Body:
@@ -104,86 +33,6 @@ def explained(prev: Snapshot | None, cur: Snapshot, used: Usage, **settings: obj
     if found is not None:
         assert SECRET not in json.dumps(found.evidence) + found.detail
     return found
-
-
-# --- Snapshot ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("body", "dialect"),
-    [
-        (anthropic_body(3), Dialect.ANTHROPIC),
-        (anthropic_body(3, automatic={"type": "ephemeral"}), Dialect.ANTHROPIC),
-        (openai_body(3), Dialect.OPENAI_CHAT),
-        ({"model": "gpt-5", "instructions": f"{SECRET} be brief", "input": f"{SECRET} hi"}, Dialect.OPENAI_RESPONSES),
-        ({"contents": [{"role": "user", "parts": [{"text": f"{SECRET} hi"}]}]}, Dialect.GEMINI),
-    ],
-    ids=["anthropic", "anthropic-automatic", "openai-chat", "openai-responses", "gemini"],
-)
-def test_snapshot_is_compact_and_text_free(body: Body, dialect: Dialect) -> None:
-    snapshot = snap(body, dialect=dialect)
-    assert len(snapshot) > 0
-    assert len(snapshot.digests) == 16 * len(snapshot)
-    assert list(snapshot.ends) == sorted(snapshot.ends)
-    assert re.fullmatch(r"[\w\[\].\n]+", snapshot.paths)
-    assert SECRET.encode() not in snapshot.digests
-    assert SECRET not in repr(snapshot)
-
-
-@pytest.mark.parametrize(
-    ("body", "dialect", "entries", "marked", "explicit"),
-    [
-        (anthropic_body(2), Dialect.ANTHROPIC, [("system[1]", 300.0), ("messages[2].content[0]", 300.0)], True, True),
-        (
-            anthropic_body(2, ttl="1h"),
-            Dialect.ANTHROPIC,
-            [("system[1]", 3600.0), ("messages[2].content[0]", 3600.0)],
-            True,
-            True,
-        ),
-        (
-            anthropic_body(2, ttl="5m", system_ttl="1h"),
-            Dialect.ANTHROPIC,
-            [("system[1]", 3600.0), ("messages[2].content[0]", 300.0)],
-            True,
-            True,
-        ),
-        (anthropic_body(2, marked=False), Dialect.ANTHROPIC, [], False, True),
-        (
-            anthropic_body(2, marked=False, automatic={"type": "ephemeral", "ttl": "1h"}),
-            Dialect.ANTHROPIC,
-            [("messages[2].content[0]", 3600.0)],
-            True,
-            True,
-        ),
-        (anthropic_body(2, marked=False), Dialect.BEDROCK_INVOKE, [], False, True),
-        (openai_body(2), Dialect.OPENAI_CHAT, [("messages[3].content", 300.0)], False, False),
-        (
-            openai_body(2, prompt_cache_retention="24h"),
-            Dialect.OPENAI_CHAT,
-            [("messages[3].content", 86400.0)],
-            False,
-            False,
-        ),
-        ({"messages": [{"role": "user", "content": [{"text": "hi"}]}]}, Dialect.BEDROCK_CONVERSE, [], False, False),
-    ],
-    ids=["5m", "1h", "mixed", "unmarked", "automatic-1h", "bedrock-invoke", "openai", "openai-24h", "converse"],
-)
-def test_snapshot_entries(
-    body: Body, dialect: Dialect, entries: list[tuple[str, float]], marked: bool, explicit: bool
-) -> None:
-    snapshot = snap(body, dialect=dialect)
-    assert [(snapshot.path(index), ttl) for index, ttl in snapshot.entries] == entries
-    assert (snapshot.marked, snapshot.explicit) == (marked, explicit)
-    last = entries[-1][0] if entries else None
-    assert snapshot.cached_tokens == (through(snapshot, last) if last else 0)
-
-
-def test_moving_a_breakpoint_keeps_the_digests() -> None:
-    """Claude Code moves its breakpoint to the newest message; the cached content is the same."""
-    prev = anthropic_body(2)
-    cur = anthropic_body(3)
-    assert snap(cur).digests.startswith(snap(prev).digests)
 
 
 # --- explain: the reasons -----------------------------------------------------------------
@@ -357,14 +206,6 @@ def test_unknown_model_gets_no_minimum_judgement(model: str) -> None:
     assert minimum_tokens(model) is None
     found = explained(prev, cur, usage(0, model=model))
     assert found is not None and found.reason is Reason.ROUTING
-
-
-@pytest.mark.parametrize(
-    ("model", "minimum"),
-    [("gpt-4.1-mini-2025-04-14", 1024), ("o4-mini", 1024), ("anthropic/claude-haiku-4.5", 4096), (None, None)],
-)
-def test_minimum_lookup(model: str | None, minimum: int | None) -> None:
-    assert minimum_tokens(model) == minimum
 
 
 @pytest.mark.parametrize(
@@ -603,10 +444,3 @@ def test_explainer_evicts_the_least_recent_session() -> None:
     assert found is not None and found.reason is Reason.ROUTING
 
 
-@pytest.mark.parametrize(
-    "model, overrides, expected",
-    [("claude-sonnet-4-6", {"claude*": 64}, 64), ("gpt-5", {"*": 100}, 100), ("claude-sonnet-4-6", {}, 1024),
-     ("claude-sonnet-4-6", {"gpt*": 64}, 1024), ("unknown-model", {}, None)],
-)
-def test_overrides_beat_the_built_in_minimums(model: str, overrides: dict[str, int], expected: int | None) -> None:
-    assert minimum_tokens(model, overrides) == expected

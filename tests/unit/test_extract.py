@@ -10,19 +10,17 @@ from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
-from cachepin.response.readers import is_event_stream, usage_from_body
+from cachepin.response.readers import usage_from_body
 from cachepin.response.usage import Usage
+from cachepin_tools.wire import framing
 
 
 def sse(*events: object, event_names: bool = False) -> bytes:
     """An SSE body, one ``data:`` line per event (``event:`` lines from each ``type`` if asked)."""
-    lines = []
-    for event in events:
-        if event_names and isinstance(event, dict) and "type" in event:
-            lines.append(f"event: {event['type']}\n")
-        payload = event if isinstance(event, str) else json.dumps(event, separators=(",", ":"))
-        lines.append(f"data: {payload}\n\n")
-    return "".join(lines).encode()
+    def name(event: object) -> str | None:
+        return str(event["type"]) if event_names and isinstance(event, dict) and "type" in event else None
+
+    return framing.stream((name(event), event) for event in events)
 
 
 def figures(usage: Usage | None) -> tuple:
@@ -481,39 +479,6 @@ def test_a_json_array_body_is_a_list_of_events() -> None:
         {"usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 9}, "modelVersion": "g"},
     ]
     assert figures(usage_from_json(Dialect.GEMINI, body).usage) == ("gemini", "g", 10, 0, None, 9, None, None)
-
-
-@pytest.mark.parametrize(
-    "content_type, body, expected",
-    [
-        ("application/json", b"", Extracted()),
-        ("application/json", b"  \n", Extracted()),
-        ("text/html", b"<html>Bad gateway</html>", Extracted(warning="response body is not JSON (text/html)")),
-        ("", b"\xff\xfe\x00garbage", Extracted(warning="response body is not JSON (no content type)")),
-        ("application/json", b"[" * 100_000, Extracted(warning="response body is not JSON (application/json)")),
-        ("application/json", b'{"usage": null}', Extracted()),
-        ("TEXT/EVENT-STREAM", b"data: [DONE]\n\n", Extracted()),
-    ],
-)
-def test_usage_from_body_edge_cases(content_type: str, body: bytes, expected: Extracted) -> None:
-    assert usage_from_body(Dialect.OPENAI_CHAT, content_type, body) == expected
-
-
-@pytest.mark.parametrize(
-    "content_type, expected",
-    [
-        ("text/event-stream", True),
-        ("text/event-stream; charset=utf-8", True),
-        ("TEXT/Event-Stream;charset=UTF-8", True),
-        ("  text/event-stream  ; charset=utf-8", True),
-        ("text/event-stream-extended", False),  # a prefix of the media type is not the media type
-        ("text/plain; note=text/event-stream", False),
-        ("application/json", False),
-        ("", False),
-    ],
-)
-def test_is_event_stream(content_type: str, expected: bool) -> None:
-    assert is_event_stream(content_type) is expected
 
 
 def test_warnings_are_deduplicated_and_bounded() -> None:

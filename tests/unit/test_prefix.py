@@ -1,80 +1,157 @@
-"""What the performance work changed must still be right: shared parses, remembered digests, packed turns,
-and the audit reading requests after they went upstream. No timings here: scripts/bench measures those."""
+"""The cacheable prefix: a request's blocks in cache order, with paths, digests, breakpoints and token estimates.
+
+The explainer compares these blocks across turns, so what they promise is what
+a miss reason can rest on: the order a provider caches in, a digest that a
+moved breakpoint or Claude Code's billing block does not change, the shared
+token estimate, and a memo that remembers digests without ever changing them.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import hashlib
 import json
-import tracemalloc
-import uuid
 
-import cache_audit
 import pytest
-from cache_audit import CacheAudit
-from inject import Inject
-from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from bodies import tool_conversation
 
-from cachepin.audit import RequestFacts
-from cachepin.request import body, prefix
-from cachepin.request.body import parse_json_object, reuse
+from cachepin.request import prefix
 from cachepin.request.dialects import Dialect
 from cachepin.request.prefix import prefix_blocks
-from cachepin.response.usage import Usage
-from cachepin.turns.explain import Explanation, Reason
-from cachepin.turns.ledger import Ledger
-from cachepin.turns.turn import Turn, Verdict
+from cachepin.request.tokens import estimate_tokens
+
+TOOL = {"name": "Read", "input_schema": {"type": "object"}}
+BILLING = "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=cli; cch=ab12;"
 
 
-def fresh(data: bytes) -> bytes:
-    """A new bytes object with this content (literals are shared constants)."""
-    return bytes(bytearray(data))
+def paths(dialect: Dialect, body: dict) -> list[str]:
+    return [block.path for block in prefix_blocks(dialect, body)]
 
 
-# --- one parse per body ---------------------------------------------------------------------------------------
+def digest_of(dialect: Dialect, body: dict, path: str) -> bytes:
+    return next(block.digest for block in prefix_blocks(dialect, body) if block.path == path)
 
 
-def test_a_stashed_parse_serves_the_same_bytes_object() -> None:
-    raw = fresh(b'{"model": "m", "messages": []}')
-    first = parse_json_object(raw)
-    assert first == {"model": "m", "messages": []}
-    assert reuse((raw, first), raw) is first
+# --- the order a provider caches in ----------------------------------------------------------------------------
 
 
-def test_equal_content_in_another_object_is_parsed_again() -> None:
-    raw, other = fresh(b'{"a": 1}'), fresh(b'{"a": 1}')
-    first = parse_json_object(raw)
-    assert reuse((raw, first), other) is None  # another object: the body was edited since
-    second = parse_json_object(other)
-    assert second == first and second is not first
+@pytest.mark.parametrize("dialect", [Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE])
+def test_anthropic_blocks_run_tools_then_system_then_messages(dialect: Dialect) -> None:
+    body = {"messages": [{"role": "user", "content": "Fix it."},
+                         {"role": "assistant", "content": [{"type": "text", "text": "Done."},
+                                                           {"type": "tool_use", "id": "t1", "name": "Read"}]}],
+            "system": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
+            "tools": [TOOL, {**TOOL, "name": "Edit"}], "model": "claude-sonnet-4-5", "max_tokens": 9}
+    assert paths(dialect, body) == ["tools[0]", "tools[1]", "system[0]", "system[1]", "messages[0].content",
+                                    "messages[1].content[0]", "messages[1].content[1]"]
+    assert paths(dialect, {**body, "system": "one string"})[2] == "system"
 
 
-@pytest.mark.parametrize("data", [None, b"", b"not json", b"[1, 2]"])
-def test_reuse_never_parses_and_never_invents(data: bytes | None) -> None:
-    raw = fresh(data) if data else data
-    assert reuse((raw, parse_json_object(raw)), raw) is None
-    assert parse_json_object(raw) is None
-    assert reuse(None, raw) is None and reuse((raw,), raw) is None
+def test_openai_chat_blocks_are_each_messages_content_then_its_other_fields() -> None:
+    body = {"tools": [TOOL], "messages": [
+        {"role": "system", "content": "rules"},
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": {"name": "f"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "out"}]}
+    assert paths(Dialect.OPENAI_CHAT, body) == ["tools[0]", "messages[0].content", "messages[1].content[0]",
+                                                "messages[1].content[1]", "messages[2]", "messages[3].content",
+                                                "messages[3]"]
 
 
-# --- remembered block digests ---------------------------------------------------------------------------------
+def test_openai_responses_blocks_are_tools_instructions_then_input() -> None:
+    body = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+                      {"type": "function_call", "name": "f", "arguments": "{}"}],
+            "instructions": "be brief", "tools": [TOOL]}
+    assert paths(Dialect.OPENAI_RESPONSES, body) == ["tools[0]", "instructions", "input[0].content[0]", "input[1]"]
+    assert paths(Dialect.OPENAI_RESPONSES, {"instructions": "be brief", "input": "hi"}) == ["instructions", "input"]
 
 
-def anthropic_body(turns: int, breakpoint_on_last: bool = True) -> dict:
-    messages: list[dict] = []
-    for i in range(turns):
-        messages.append({"role": "user", "content": [
-            {"type": "tool_result", "tool_use_id": f"toolu_{i}", "content": f"output {i}\n\"quoted\" → ü"}]})
-        messages.append({"role": "assistant", "content": [
-            {"type": "text", "text": f"answer {i}"},
-            {"type": "tool_use", "id": f"toolu_{i + 1}", "name": "Read", "input": {"path": f"f{i}.py", "n": i}}]})
-    if breakpoint_on_last:
-        messages[-1]["content"][-1]["cache_control"] = {"type": "ephemeral"}
-    return {"model": "claude-sonnet-4-5", "system": [{"type": "text", "text": "Be brief."}],
-            "tools": [{"name": "Read", "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}}}],
-            "messages": messages}
+def test_gemini_blocks_are_tools_system_instruction_then_contents() -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}, {"role": "model", "parts": [{"text": "a"},
+                                                                                                   {"text": "b"}]}],
+            "systemInstruction": {"parts": [{"text": "rules"}]}, "tools": [{"functionDeclarations": []}]}
+    assert paths(Dialect.GEMINI, body) == ["tools[0]", "systemInstruction.parts[0]", "contents[0].parts[0]",
+                                           "contents[1].parts[0]", "contents[1].parts[1]"]
+    assert paths(Dialect.GEMINI, {"system_instruction": {"parts": [{"text": "r"}]}}) == ["systemInstruction.parts[0]"]
+
+
+@pytest.mark.parametrize("body", [{}, {"tools": "x", "system": None, "messages": [5, "s", None]},
+                                  {"messages": {"role": "user"}}])
+def test_what_is_not_a_block_is_skipped(body: dict) -> None:
+    assert prefix_blocks(Dialect.ANTHROPIC, body) == []
+
+
+def test_a_dialect_without_a_known_layout_has_no_blocks() -> None:
+    body = {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "system": [{"text": "rules"}]}
+    assert prefix_blocks(Dialect.BEDROCK_CONVERSE, body) == []
+
+
+# --- digests and breakpoints -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("marker", "breakpoint", "ttl"), [
+    (None, False, None), ({"type": "ephemeral"}, True, "5m"), ({"type": "ephemeral", "ttl": "1h"}, True, "1h"),
+    ({"type": "ephemeral", "ttl": "5m"}, True, "5m"), ("odd", True, None),
+], ids=["none", "default", "1h", "5m", "not-an-object"])
+def test_a_breakpoint_changes_the_marker_never_the_digest(marker: object, breakpoint: bool, ttl: str | None) -> None:
+    block = {"type": "text", "text": "You are a coding agent."}
+    marked = {**block, "cache_control": marker} if marker is not None else block
+    (plain,) = prefix_blocks(Dialect.ANTHROPIC, {"system": [block]})
+    (found,) = prefix_blocks(Dialect.ANTHROPIC, {"system": [marked]})
+    assert (found.digest, found.tokens) == (plain.digest, plain.tokens)
+    assert (found.breakpoint, found.ttl) == (breakpoint, ttl)
+
+
+def test_the_role_is_part_of_the_digest() -> None:
+    user = {"messages": [{"role": "user", "content": "same words"}]}
+    assistant = {"messages": [{"role": "assistant", "content": "same words"}]}
+    assert digest_of(Dialect.ANTHROPIC, user, "messages[0].content") != digest_of(
+        Dialect.ANTHROPIC, assistant, "messages[0].content")
+
+
+def test_a_changed_block_changes_its_digest_only() -> None:
+    before = {"tools": [TOOL], "system": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]}
+    after = {"tools": [TOOL], "system": [{"type": "text", "text": "one"}, {"type": "text", "text": "TWO"}]}
+    old, new = prefix_blocks(Dialect.ANTHROPIC, before), prefix_blocks(Dialect.ANTHROPIC, after)
+    assert [a.digest == b.digest for a, b in zip(old, new, strict=True)] == [True, True, False]
+
+
+def test_the_volatile_billing_block_keeps_its_digest_whatever_its_text() -> None:
+    """Claude Code rewrites it on every release (and request): its tokens count, its changes do not."""
+    other = BILLING.replace("2.1.197.123", "9.9.9").replace("ab12", "ff99ff")
+    first = prefix_blocks(Dialect.ANTHROPIC, {"system": [{"type": "text", "text": BILLING}]})[0]
+    second = prefix_blocks(Dialect.ANTHROPIC, {"system": [{"type": "text", "text": other}]})[0]
+    assert first.digest == second.digest
+    assert (first.tokens, second.tokens) == (estimate_tokens(BILLING), estimate_tokens(other))
+
+
+def test_billing_text_outside_the_system_prompt_is_ordinary_content() -> None:
+    def message(text: str) -> dict:
+        return {"messages": [{"role": "user", "content": text}]}
+
+    other = BILLING.replace("ab12", "ff99")
+    assert digest_of(Dialect.ANTHROPIC, message(BILLING), "messages[0].content") != digest_of(
+        Dialect.ANTHROPIC, message(other), "messages[0].content")
+
+
+# --- token estimates -------------------------------------------------------------------------------------------
+
+
+def test_tokens_are_the_estimate_of_a_blocks_text_or_its_canonical_json() -> None:
+    tool = {"name": "Read", "description": "Reads a file.", "input_schema": {"type": "object"}}
+    body = {"tools": [tool], "system": "plain string prompt",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "héllo wörld", "cache_control": {}}]}]}
+    canonical = json.dumps(tool, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert [block.tokens for block in prefix_blocks(Dialect.ANTHROPIC, body)] == [
+        estimate_tokens(canonical), estimate_tokens("plain string prompt"), estimate_tokens("héllo wörld")]
+
+
+def test_a_text_block_with_more_than_text_is_measured_as_json() -> None:
+    block = {"type": "text", "text": "hi", "citations": []}
+    (found,) = prefix_blocks(Dialect.ANTHROPIC, {"system": [block]})
+    assert found.tokens == estimate_tokens(json.dumps(block, sort_keys=True, separators=(",", ":")))
+
+
+# --- the memo --------------------------------------------------------------------------------------------------
 
 
 def as_tuples(blocks: list[prefix.Block]) -> list[tuple]:
@@ -87,7 +164,7 @@ def cold(dialect: Dialect, body: dict) -> list[tuple]:
 
 
 def test_remembered_blocks_equal_freshly_measured_ones() -> None:
-    earlier, later = anthropic_body(3), anthropic_body(4)  # the next turn: same blocks, breakpoint moved on
+    earlier, later = tool_conversation(3), tool_conversation(4)  # the next turn: same blocks, breakpoint moved on
     expected = cold(Dialect.ANTHROPIC, later)
     prefix._memo.clear()
     prefix_blocks(Dialect.ANTHROPIC, earlier)
@@ -135,171 +212,13 @@ def test_blocks_nested_deeper_than_python_recurses_are_still_measured() -> None:
     assert block.tokens == 450
 
 
-# --- packed turns ---------------------------------------------------------------------------------------------
-
-
-FULL = dict(index=3, started_at=1_700_000_000.123456, status=200, stream=True, verdict=Verdict.HIT,
-            provider="anthropic", model="claude-sonnet-4-5-20250929", requested_model="claude-sonnet-4-5",
-            input_tokens=0, cache_creation_input_tokens=1538, cache_read_input_tokens=2**40, output_tokens=85,
-            cache_creation_5m=1538, cache_creation_1h=None, ttft_ms=412.625, duration_ms=None, error=None,
-            miss=None)
-
-
-@pytest.mark.parametrize("flow_id", [str(uuid.uuid4()), "f", "flow-0", str(uuid.uuid4()).upper(),
-                                     "{12345678-1234-5678-1234-567812345678}", uuid.uuid4().hex, ""])
-def test_a_turn_reads_back_what_it_was_given(flow_id: str) -> None:
-    turn = Turn(flow_id=flow_id, **FULL)
-    assert turn.flow_id == flow_id
-    for name, value in FULL.items():
-        assert getattr(turn, name) == value and type(getattr(turn, name)) is type(value), name
-
-
-@pytest.mark.parametrize("odd", [{"cache_read_input_tokens": 2**70}, {"input_tokens": True}, {"started_at": 7},
-                                 {"ttft_ms": float("nan")}, {"output_tokens": -1}])
-def test_values_that_do_not_pack_exactly_are_kept_as_they_came(odd: dict) -> None:
-    turn = Turn(flow_id="f", **{**FULL, **odd})
-    ((name, value),) = odd.items()
-    got = getattr(turn, name)
-    assert got is value or got == value and type(got) is type(value)
-    assert turn.cache_creation_input_tokens == 1538
-
-
-def test_turns_compare_and_print_by_their_fields() -> None:
-    flow_id = str(uuid.uuid4())
-    turn = Turn(flow_id=flow_id, **FULL)
-    assert turn == Turn(flow_id=flow_id, **FULL)
-    assert turn != Turn(flow_id=flow_id, **{**FULL, "output_tokens": 86})
-    assert f"flow_id='{flow_id}'" in repr(turn) and "cache_read_input_tokens=1099511627776" in repr(turn)
-    miss = Explanation(Reason.ROUTING, "later", {})
-    turn.miss = miss
-    assert turn.miss is miss
-
-
-def test_a_five_turn_session_holds_at_most_2_kb() -> None:
-    """What the audit records per turn: UUID flow ids, timings, Anthropic usage (realistic magnitudes)."""
-    sessions = 400
-    gc.collect()
-    tracemalloc.start()
-    try:
-        ledger = Ledger()
-        for s in range(sessions):
-            session_id = f"fp_{s:032x}"
-            for t in range(5):
-                usage = Usage("anthropic", "claude-sonnet-4-5", 3 + t, 1000 + s + t, 40_000 + s * 7 + t, 300 + t,
-                              1000 + s + t, 0)
-                ledger.record(session_id, "fingerprint", flow_id=str(uuid.uuid4()), started_at=1.7e9 + s + t / 10,
-                              status=200, stream=True, usage=usage, model="claude-sonnet-4-5",
-                              ttft_ms=300.5 + t, duration_ms=2000.25 + s)
-        gc.collect()
-        held = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert ledger.totals.requests == sessions * 5
-    assert held / sessions <= 2048
-
-
-# --- the audit reads requests after they went upstream --------------------------------------------------------
-
-
-def llm_flow(body: dict, headers: dict | None = None) -> http.HTTPFlow:
-    request = http.Request.make("POST", "https://api.example.com/v1/messages", json.dumps(body).encode(),
-                                {"content-type": "application/json", **(headers or {})})
-    return tflow.tflow(req=request, resp=False)
-
-
-def answer(flow: http.HTTPFlow, read: int) -> None:
-    usage = {"input_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": read,
-             "output_tokens": 7}
-    flow.response = http.Response.make(200, json.dumps({"type": "message", "model": "claude-sonnet-4-5",
-                                                        "usage": usage}).encode(),
-                                       {"content-type": "application/json"})
-
-
-def first_turn(addon: CacheAudit) -> Turn:
-    (recorded,) = addon.ledger.sessions
-    return recorded.turns[0]
-
-
-def compares_next_turn(addon: CacheAudit, body: dict) -> bool:
-    """Whether the explainer kept the first turn: a repeat of ``body`` that reads nothing gets a miss reason."""
-    flow = llm_flow(body, {"x-session-id": "s1"})
-    answer(flow, read=0)
-    addon.response(flow)
-    (recorded,) = addon.ledger.sessions
-    return recorded.turns[-1].miss is not None
-
-
-async def test_the_request_is_read_before_its_response_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_audit, "READ_DELAY", 0)
-    addon = CacheAudit()
-    with taddons.context(addon):
-        flow = llm_flow(anthropic_body(2), {"x-session-id": "s1"})
-        addon.request(flow)
-        for _ in range(10):
-            await asyncio.sleep(0)
-        assert isinstance(addon.requests[flow.id], RequestFacts)
-        flow.request.content = b"not the body that was sent"  # read already: this must not matter
-        answer(flow, read=0)
-        addon.response(flow)
-        assert not addon.requests
-        assert compares_next_turn(addon, anthropic_body(2))
-    turn = first_turn(addon)
-    # a continuation that read nothing, seen by a proxy that never saw its earlier turns: still a miss
-    assert (turn.requested_model, turn.verdict, turn.position) == ("claude-sonnet-4-5", Verdict.MISS, "continuation")
-
-
-async def test_a_response_before_the_read_reads_the_request_itself() -> None:
-    addon = CacheAudit()
-    with taddons.context(addon):
-        for read in (0, 0):  # the second turn misses: explained from both requests' snapshots
-            flow = llm_flow(anthropic_body(2), {"x-session-id": "s1"})
-            addon.request(flow)
-            answer(flow, read)
-            addon.response(flow)
-    (recorded,) = addon.ledger.sessions
-    assert [turn.requested_model for turn in recorded.turns] == ["claude-sonnet-4-5"] * 2
-    assert recorded.turns[1].miss.reason == "below_minimum"  # a short prompt: compared, explained
-    assert not addon.requests
-
-
-def test_a_response_without_a_request_hook_is_still_read() -> None:
-    addon = CacheAudit()
-    with taddons.context(addon):
-        flow = llm_flow(anthropic_body(1), {"x-session-id": "s1"})
-        answer(flow, read=0)
-        addon.response(flow)
-        assert compares_next_turn(addon, anthropic_body(1))
-    turn = first_turn(addon)
-    assert turn.requested_model == "claude-sonnet-4-5"
-
-
-async def test_both_addons_parse_a_request_body_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    inject, audit = Inject(), CacheAudit()
-    flow = llm_flow(anthropic_body(3))  # no session header: inject fingerprints the body
-    parsed: list[object] = []
-    real_loads = json.loads
-    monkeypatch.setattr(body.json, "loads", lambda data, *a, **k: parsed.append(data) or real_loads(data, *a, **k))
-    with taddons.context(inject, audit) as tctx:
-        tctx.configure(audit)
-        for hook in ("requestheaders", "request"):
-            for addon in (inject, audit):
-                getattr(addon, hook)(flow)
-        await asyncio.sleep(cache_audit.READ_DELAY * 2)
-        answer(flow, read=0)
-        audit.response(flow)
-    assert parsed.count(flow.request.raw_content) == 1
-    assert first_turn(audit).requested_model == "claude-sonnet-4-5"
-    assert flow.metadata["cachepin"]["source"] == "fingerprint"
-
-
-def test_requests_that_never_end_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_audit, "MAX_PENDING", 3)
-    addon = CacheAudit()
-    with taddons.context(addon):
-        flows = [llm_flow(anthropic_body(1)) for _ in range(10)]
-        for flow in flows:
-            addon.request(flow)
-        assert list(addon.requests) == [flow.id for flow in flows[-3:]]
-        flows[-1].error = tflow.terr()
-        addon.error(flows[-1])
-        assert flows[-1].id not in addon.requests
+def test_the_memo_keeps_the_blocks_used_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every turn resends the conversation's first blocks: they stay remembered while older ones go."""
+    monkeypatch.setattr(prefix, "MEMO_SIZE", 3)
+    prefix._memo.clear()
+    for item in ("first", "second", "third", "first", "fourth"):
+        prefix_blocks(Dialect.OPENAI_RESPONSES, {"input": [item]})
+    remembered = {digest for digest, _ in prefix._memo.values()}
+    expected = {digest_of(Dialect.OPENAI_RESPONSES, {"input": [item]}, "input[0]") for item in ("first", "third",
+                                                                                                    "fourth")}
+    assert remembered == expected

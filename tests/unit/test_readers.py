@@ -1,80 +1,64 @@
-"""The SSE tap: chunks pass untouched, usage comes out right however the stream is cut or encoded."""
+"""The stream tap and the body reader: chunks pass untouched, usage comes out right however a stream is cut or
+encoded, and a body is read by its content type."""
 
 from __future__ import annotations
 
 import gzip
-import json
-import sys
 import tracemalloc
 import zlib
 from itertools import pairwise
 
 import brotli
 import pytest
+from codings import raw_deflate, zstd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.extract import Extracted, UsageAccumulator
-from cachepin.response.readers import StreamTap, usage_from_body
-from cachepin.response.sse import SseScanner
+from cachepin.response.readers import StreamTap, is_event_stream, usage_from_body
 from cachepin.response.usage import Usage
+from cachepin_tools.wire import anthropic, framing, gemini
+from cachepin_tools.wire.tokens import Tokens
 
-if sys.version_info >= (3, 14):
-    from compression import zstd
-else:
-    from backports import zstd
-
-
-def data(event: object) -> bytes:
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
-
-
-ANTHROPIC = (
-    b"event: message_start\n"
-    + data({"type": "message_start", "message": {"model": "claude-opus-4-6", "usage": {
-        "input_tokens": 12, "cache_creation_input_tokens": 640, "cache_read_input_tokens": 9000,
-        "cache_creation": {"ephemeral_5m_input_tokens": 640, "ephemeral_1h_input_tokens": 0}, "output_tokens": 1}}})
-    + b": keep-alive comment\n\n"
-    + b"event: content_block_delta\n"
-    + data({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta",
-                                                                 "text": 'the "usage" and "error" _tokens" words'}})
-    + b"event: content_block_start\n"
-    + data({"type": "content_block_start", "content_block": {"type": "tool_use", "input": {"max_tokens": 5}}})
-    + b"event: ping\ndata: {\"type\": \"ping\"}\n\n"
-    + b"event: message_delta\n"
-    + data({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 85}})
-    + b"event: message_stop\n" + data({"type": "message_stop"})
-)
+ANTHROPIC = b"".join([
+    framing.frame({"type": "message_start", "message": {"model": "claude-opus-4-6", "usage": anthropic.usage(
+        Tokens(12, read=9000, creation=640, output=1, creation_5m=640, creation_1h=0))}}, "message_start"),
+    b": keep-alive comment\n\n",
+    framing.frame({"type": "content_block_delta", "index": 0, "delta": {
+        "type": "text_delta", "text": 'the "usage" and "error" _tokens" words'}}, "content_block_delta"),
+    framing.frame({"type": "content_block_start", "content_block": {"type": "tool_use", "input": {"max_tokens": 5}}},
+                  "content_block_start"),
+    framing.frame({"type": "ping"}, "ping", framing.SPACED),
+    framing.frame({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 85}},
+                  "message_delta"),
+    framing.frame({"type": "message_stop"}, "message_stop"),
+])
 ANTHROPIC_USAGE = Usage("anthropic", "claude-opus-4-6", 12, 640, 9000, 85, 640, 0)
 
-OPENAI = (
-    b"".join(data({"object": "chat.completion.chunk", "model": "gpt-4o", "usage": None,
-                   "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})
-             for w in ("Hello", " usage", ' "error"'))
-    + data({"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [], "usage": {
-        "prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}})
-    + b"data: [DONE]\n\n"
-)
+# id-less chunks (an id would be read too), whose text holds the marks the scanner looks for, in no usage field
+OPENAI = framing.stream([
+    *((None, {"object": "chat.completion.chunk", "model": "gpt-4o", "usage": None,
+              "choices": [{"index": 0, "delta": {"content": w}, "finish_reason": None}]})
+      for w in ("Hello", " usage", ' "error"')),
+    (None, {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [], "usage": {
+        "prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}}),
+    framing.DONE,
+])
 OPENAI_USAGE = Usage("openai", "gpt-4o", 204, 0, 4096, 52)
 
-GEMINI = b"".join(
-    b'data: {"candidates": [{"content": {"parts": [{"text": "part %d"}]}}], "usageMetadata": '
-    b'{"promptTokenCount": 5000, "cachedContentTokenCount": 3072, "candidatesTokenCount": %d, '
-    b'"thoughtsTokenCount": 25}, "modelVersion": "gemini-2.5-pro"}\r\n\r\n' % (n, n)
-    for n in (3, 17, 40)
-)
+GEMINI = framing.stream([(None, gemini.response(gemini.usage_metadata(
+    Tokens(1928, read=3072, creation=None, output=n + 25, reasoning=25)), f"part {n}", "gemini-2.5-pro"))
+    for n in (3, 17, 40)], framing.GEMINI)
 GEMINI_USAGE = Usage("gemini", "gemini-2.5-pro", 1928, None, 3072, 65)
 
-RESPONSES = (
-    b"event: response.created\n"
-    + data({"type": "response.created", "response": {"model": "gpt-5", "error": None, "usage": None,
-                                                     "max_output_tokens": None}})
-    + b"event: response.output_text.delta\n" + data({"type": "response.output_text.delta", "delta": "Hi"})
-    + b"event: response.completed\n"
-    + data({"type": "response.completed", "response": {"model": "gpt-5", "error": None, "usage": {
-        "input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912}, "output_tokens": 140}}})
-)
+RESPONSES = framing.stream([
+    ("response.created", {"type": "response.created", "response": {"model": "gpt-5", "error": None, "usage": None,
+                                                                   "max_output_tokens": None}}),
+    ("response.output_text.delta", {"type": "response.output_text.delta", "delta": "Hi"}),
+    ("response.completed", {"type": "response.completed", "response": {"model": "gpt-5", "error": None, "usage": {
+        "input_tokens": 7200, "input_tokens_details": {"cached_tokens": 6912}, "output_tokens": 140}}}),
+])
 RESPONSES_USAGE = Usage("openai", "gpt-5", 288, None, 6912, 140)
 
 STREAMS = [
@@ -127,17 +111,10 @@ def test_replayed_body_reads_the_same(dialect: Dialect, body: bytes, expected: U
     assert usage_from_body(dialect, "text/event-stream", body) == Extracted(expected)
 
 
-def _raw_deflate(body: bytes) -> bytes:
-    compressor = zlib.compressobj(wbits=-15)
-    return compressor.compress(body) + compressor.flush()
-
 
 def _flushed_gzip(body: bytes) -> bytes:
     """gzip the way a streaming server writes it: a sync flush after every event."""
-    compressor = zlib.compressobj(wbits=31)
-    parts = [compressor.compress(event + b"\n\n") + compressor.flush(zlib.Z_SYNC_FLUSH)
-             for event in body.split(b"\n\n") if event]
-    return b"".join(parts) + compressor.flush()
+    return b"".join(framing.gzip_frames(event + b"\n\n" for event in body.split(b"\n\n") if event))
 
 
 ENCODINGS = [
@@ -145,7 +122,7 @@ ENCODINGS = [
     pytest.param("gzip", _flushed_gzip, id="gzip-flushed"),
     pytest.param("", gzip.compress, id="gzip-without-header"),
     pytest.param("deflate", zlib.compress, id="deflate"),
-    pytest.param("deflate", _raw_deflate, id="deflate-raw"),
+    pytest.param("deflate", raw_deflate, id="deflate-raw"),
     pytest.param("br", brotli.compress, id="br"),
     pytest.param("zstd", zstd.compress, id="zstd"),
 ]
@@ -242,7 +219,7 @@ def test_error_event_mid_stream() -> None:
 
 def test_openai_error_chunk_mid_stream() -> None:
     chunks = OPENAI.split(b"\n\n")[:2]
-    error = data({"error": {"type": "server_error", "message": "The model crashed"}})
+    error = framing.frame({"error": {"type": "server_error", "message": "The model crashed"}})
     result = run_tap(Dialect.OPENAI_CHAT, [b"\n\n".join(chunks) + b"\n\n", error]).result
     assert result == Extracted(error="server_error: The model crashed")
 
@@ -259,8 +236,8 @@ def test_latest_only_keeps_stream_order_around_errors(first: bool) -> None:
 
 
 def test_an_error_line_that_also_carries_usage_wins_over_older_usage() -> None:
-    older = data({"usageMetadata": {"promptTokenCount": 1}})
-    both = data({"usageMetadata": {"promptTokenCount": 7}, "error": {"status": "X", "message": "m"}})
+    older = framing.frame({"usageMetadata": {"promptTokenCount": 1}})
+    both = framing.frame({"usageMetadata": {"promptTokenCount": 7}, "error": {"status": "X", "message": "m"}})
     result = run_tap(Dialect.GEMINI, [older + both]).result
     assert result.usage is not None and result.usage.input_tokens == 7
 
@@ -309,81 +286,10 @@ def test_the_same_chunk_object_comes_back_even_for_unusual_inputs() -> None:
         assert tap(chunk) is chunk  # type: ignore[arg-type]
 
 
-class Recorder:
-    """An EventSink that records what the scanner hands over."""
-
-    usage_mark = b'_tokens"'
-    error_mark = b'"error"'
-
-    def __init__(self, latest_only: bool = False) -> None:
-        self.latest_only = latest_only
-        self.events: list[object] = []
-        self.warnings: list[str] = []
-
-    def feed(self, event: object) -> None:
-        self.events.append(event)
-
-    def warn(self, message: str) -> None:
-        self.warnings.append(message)
-
-
-@pytest.mark.parametrize(
-    "body, events",
-    [
-        (b'data: {"a_tokens":1}\n', [{"a_tokens": 1}]),
-        (b'data:{"a_tokens":1}\r\n', [{"a_tokens": 1}]),
-        (b'data: {"a_tokens":1}', [{"a_tokens": 1}]),  # no newline at the very end
-        (b'data: {"text":"no mark"}\n', []),
-        (b': comment with "error" and _tokens"\n', []),
-        (b'event: x_tokens"\nid: "error"\n', []),
-        (b'data: [DONE]\ndata: {"error":"e"}\ndata: [DONE]\n', [{"error": "e"}]),
-        (b'data: {"x_tokens":1,"error":2}\n', [{"x_tokens": 1, "error": 2}]),  # both marks: parsed once
-        (b'data: {"b_tokens":1}\n\ndata: {"error":1}\n\ndata: {"c_tokens":2}\n', [{"b_tokens": 1}, {"error": 1},
-                                                                               {"c_tokens": 2}]),
-    ],
-)
-def test_scanner_lines(body: bytes, events: list[object]) -> None:
-    sink = Recorder()
-    scanner = SseScanner(sink)
-    scanner.feed(body)
-    scanner.close()
-    assert sink.events == events and sink.warnings == []
-
-
-def test_latest_only_parses_only_the_last_usage_line() -> None:
-    sink = Recorder(latest_only=True)
-    scanner = SseScanner(sink)
-    for i in range(100):
-        scanner.feed(b'data: {"n_tokens":%d}\n\n' % i)
-    scanner.feed(b'data: {"n_tokens":')  # the last line is still arriving
-    assert sink.events == []
-    scanner.flush()
-    assert sink.events == [{"n_tokens": 99}]
-    scanner.feed(b"100}\n")
-    scanner.close()
-    assert sink.events == [{"n_tokens": 99}, {"n_tokens": 100}]
-
-
-@pytest.mark.parametrize("extra, kept", [(0, True), (1, False)], ids=["at the cap", "over the cap"])
-def test_line_cap(extra: int, kept: bool) -> None:
-    sink = Recorder()
-    scanner = SseScanner(sink, max_line=64)
-    prefix, suffix = b'data: {"x_tokens":"', b'"}'
-    line = prefix + b"a" * (64 - len(prefix) - len(suffix) + extra) + suffix
-    assert len(line) == 64 + extra
-    for i in range(0, len(line), 10):
-        scanner.feed(line[i : i + 10])
-    scanner.feed(b'\ndata: {"after_tokens":1}\n')
-    scanner.close()
-    after = {"after_tokens": 1}
-    assert sink.events == ([json.loads(line[6:]), after] if kept else [after])
-    assert sink.warnings == ([] if kept else ["an SSE line longer than 64 bytes was skipped"])
-
-
 @pytest.mark.parametrize("size_mib", [9, 24])
 def test_a_huge_line_is_dropped_with_bounded_memory(size_mib: int) -> None:
     huge = b'data: {"type":"message_delta","usage":{"output_tokens":1},"pad":"' + b"p" * (size_mib << 20) + b'"}\n\n'
-    wire = ANTHROPIC + huge + data({"type": "message_delta", "usage": {"output_tokens": 99}})
+    wire = ANTHROPIC + huge + framing.frame({"type": "message_delta", "usage": {"output_tokens": 99}})
     chunks = [wire[i : i + 16384] for i in range(0, len(wire), 16384)]
     tap = StreamTap(Dialect.ANTHROPIC)
     tracemalloc.start()
@@ -398,3 +304,36 @@ def test_a_huge_line_is_dropped_with_bounded_memory(size_mib: int) -> None:
     assert result.warning == "an SSE line longer than 8388608 bytes was skipped"
     assert result.usage is not None and result.usage.output_tokens == 99
     assert peak < 10 << 20  # the 8 MiB cap and a little, however long the line
+
+
+@pytest.mark.parametrize(
+    "content_type, body, expected",
+    [
+        ("application/json", b"", Extracted()),
+        ("application/json", b"  \n", Extracted()),
+        ("text/html", b"<html>Bad gateway</html>", Extracted(warning="response body is not JSON (text/html)")),
+        ("", b"\xff\xfe\x00garbage", Extracted(warning="response body is not JSON (no content type)")),
+        ("application/json", b"[" * 100_000, Extracted(warning="response body is not JSON (application/json)")),
+        ("application/json", b'{"usage": null}', Extracted()),
+        ("TEXT/EVENT-STREAM", b"data: [DONE]\n\n", Extracted()),
+    ],
+)
+def test_usage_from_body_edge_cases(content_type: str, body: bytes, expected: Extracted) -> None:
+    assert usage_from_body(Dialect.OPENAI_CHAT, content_type, body) == expected
+
+
+@pytest.mark.parametrize(
+    "content_type, expected",
+    [
+        ("text/event-stream", True),
+        ("text/event-stream; charset=utf-8", True),
+        ("TEXT/Event-Stream;charset=UTF-8", True),
+        ("  text/event-stream  ; charset=utf-8", True),
+        ("text/event-stream-extended", False),  # a prefix of the media type is not the media type
+        ("text/plain; note=text/event-stream", False),
+        ("application/json", False),
+        ("", False),
+    ],
+)
+def test_is_event_stream(content_type: str, expected: bool) -> None:
+    assert is_event_stream(content_type) is expected

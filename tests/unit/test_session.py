@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-from cachepin.request.body import parse_json_object
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import SESSION_HEADERS, fingerprint, is_valid_id, resolve
@@ -204,15 +203,6 @@ def test_responses_string_input() -> None:
 def test_nothing_to_fingerprint(body: dict) -> None:
     resolution = resolve({}, body, Dialect.ANTHROPIC)
     assert (resolution.session_id, resolution.source) == (None, "none")
-
-
-@pytest.mark.parametrize(
-    "data, expected",
-    [(b'{"a": 1}', {"a": 1}), (b"[1, 2]", None), (b"not json", None), (b"", None), (None, None),
-     (b"\xff\xfe garbage", None), (b"[" * 100_000, None)],
-)
-def test_parse_json_object(data: bytes | None, expected: dict | None) -> None:
-    assert parse_json_object(data) == expected
 
 
 @pytest.mark.parametrize("user_id", ["customer-42", "user_" + "a" * 64, "", "{not json"])

@@ -79,8 +79,9 @@ from cachepin.response.usage import Usage
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.models import DEFAULT_PRICES
 from cachepin.turns.pricing import cost
-from cachepin_tools.bench.payloads import agent_body, anthropic_events, chunked, gzip_frames, openai_events
+from cachepin_tools.bench.payloads import agent_body, anthropic_events, chunked, openai_events
 from cachepin_tools.harness.processes import Mitmdump, Process, Simulator
+from cachepin_tools.wire.framing import gzip_frames
 
 STREAM_SSE = Path(__file__).resolve().parent / "stream_sse.py"  # a mitmdump -s script, loaded by path
 HOST = "127.0.0.1"

@@ -6,19 +6,21 @@ tool schemas, and a long history of text, tool calls and tool results full
 of code (newlines, quotes and some non-ASCII, which JSON must escape or
 decode). Bodies carry no session id, so the resolver takes its most
 expensive path, the fingerprint. SSE streams are made of many small deltas,
-like real ones, with the usage events where providers put them.
+like real ones, with the usage events where providers put them, rendered by the wire kit.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import zlib
+
+from cachepin_tools.wire import anthropic, framing, openai
+from cachepin_tools.wire.tokens import Tokens
 
 MODEL = "claude-sonnet-4-5"
 OPENAI_MODEL = "gpt-4.1"
-USAGE = {"input_tokens": 12, "cache_creation_input_tokens": 1538, "cache_read_input_tokens": 48213,
-         "output_tokens": 731}
+USAGE = anthropic.usage(Tokens(12, read=48_213, creation=1538, output=731))
+OPENAI_USAGE = openai.chat_usage(Tokens(1872, read=48_128, output=731))  # 50,000 prompt tokens, 48,128 cached
 _ASCII_WORDS = ("def", "return", "self", "value", "for", "in", "if", "else", "import", "None", "result", "path",
                 "config", "session", "cache", "token", "request", "response", "stream", "flow", "async", "await",
                 "class", "raise", "data", "index")
@@ -83,40 +85,24 @@ def agent_body(size: int, seed: int = 1, turn: int = 0, ascii_only: bool = False
     return json.dumps(body, ensure_ascii=False).encode()
 
 
-def _frame(data: dict, event: str | None = None) -> bytes:
-    head = f"event: {event}\n" if event else ""
-    return f"{head}data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
-
-
 def anthropic_events(size: int, seed: int = 7) -> list[bytes]:
     """An Anthropic Messages stream of about ``size`` bytes, one frame per event."""
     rng = random.Random(seed)
-    start_usage = {**USAGE, "output_tokens": 1}
-    frames = [_frame({"type": "message_start", "message": {
-        "id": "msg_bench", "type": "message", "role": "assistant", "model": MODEL, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": start_usage}}, "message_start"),
-        _frame({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-               "content_block_start")]
-    end = [_frame({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-           _frame({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                   "usage": {"output_tokens": USAGE["output_tokens"]}}, "message_delta"),
-           _frame({"type": "message_stop"}, "message_stop")]
-    deltas = [_frame({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-                     "content_block_delta") for text in _delta_texts(rng)]
-    return frames + _filled(deltas, size - sum(map(len, frames + end))) + end
+    start = framing.frames(anthropic.opening(USAGE, MODEL, "msg_bench"), framing.RAW_UTF8)
+    end = framing.frames(anthropic.closing(USAGE), framing.RAW_UTF8)
+    deltas = framing.frames(map(anthropic.text_delta, _delta_texts(rng)), framing.RAW_UTF8)
+    return start + _filled(deltas, size - sum(map(len, start + end))) + end
 
 
 def openai_events(size: int, seed: int = 7) -> list[bytes]:
     """An OpenAI Chat Completions stream (``include_usage``) of about ``size`` bytes."""
     rng = random.Random(seed)
-    base = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000,
-            "model": OPENAI_MODEL, "system_fingerprint": "fp_bench"}
-    usage = {"prompt_tokens": 50_000, "completion_tokens": 731, "total_tokens": 50_731,
-             "prompt_tokens_details": {"cached_tokens": 48_128}}
-    end = [_frame({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}),
-           _frame({**base, "choices": [], "usage": usage}), b"data: [DONE]\n\n"]
-    deltas = [_frame({**base, "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
-                      "usage": None}) for text in _delta_texts(rng)]
+    envelope = openai.chunk_envelope(OPENAI_MODEL, "chatcmpl-bench", 1_700_000_000, usage_follows=True,
+                                     system_fingerprint="fp_bench")
+    finish = openai.chunk(envelope, {}, "stop", logprobs=False)
+    end = framing.frames([finish, openai.usage_chunk(envelope, OPENAI_USAGE), framing.DONE], framing.RAW_UTF8)
+    pool = (openai.chunk(envelope, {"content": text}, logprobs=False) for text in _delta_texts(rng))
+    deltas = framing.frames(pool, framing.RAW_UTF8)
     return _filled(deltas, size - sum(map(len, end))) + end
 
 
@@ -134,14 +120,6 @@ def _filled(pool: list[bytes], size: int) -> list[bytes]:
         frames.append(frame)
         length += len(frame)
     return frames
-
-
-def gzip_frames(frames: list[bytes]) -> list[bytes]:
-    """Each frame gzipped and flushed on its own, as a server that streams gzip must."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)
-    out = [compressor.compress(frame) + compressor.flush(zlib.Z_SYNC_FLUSH) for frame in frames]
-    out[-1] += compressor.flush()
-    return out
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:

@@ -24,7 +24,9 @@ import asyncio
 import signal
 from functools import cache
 
-from cachepin_tools.bench.payloads import anthropic_events, gzip_frames
+from cachepin_tools.bench.payloads import anthropic_events
+from cachepin_tools.wire.framing import gzip_frames
+from cachepin_tools.wire.http1 import chunk, chunked_head
 
 DEFAULT_SIZE = 30_000
 MAX_HEAD = 64 * 1024
@@ -39,15 +41,8 @@ def frames(size: int, gzipped: bool) -> tuple[bytes, ...]:
 
 
 def _head(gzipped: bool) -> bytes:
-    lines = ["HTTP/1.1 200 OK", "content-type: text/event-stream; charset=utf-8", "cache-control: no-cache",
-             "transfer-encoding: chunked"]
-    if gzipped:
-        lines.append("content-encoding: gzip")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+    headers = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache")]
+    return chunked_head(200, [*headers, ("content-encoding", "gzip")] if gzipped else headers)
 
 
 async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -71,10 +66,10 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
                 for index, frame in enumerate(stream[:MAX_EVENTS_DELAYED]):
                     if index:
                         await asyncio.sleep(delay)
-                    writer.write(_chunk(frame))
+                    writer.write(chunk(frame))
                     await writer.drain()
             else:
-                writer.write(_chunk(b"".join(stream)))
+                writer.write(chunk(b"".join(stream)))
             writer.write(b"0\r\n\r\n")
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):

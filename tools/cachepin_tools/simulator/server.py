@@ -30,7 +30,6 @@ import signal
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
@@ -43,6 +42,9 @@ from aiohttp import web
 from cachepin_tools.simulator.cache import CacheControlError, CachePlan, CacheRules, CacheUsage, Clock, PromptCache
 from cachepin_tools.simulator.prompt import Api, estimate_tokens
 from cachepin_tools.simulator.routing import Route, Router, session_header
+from cachepin_tools.wire import anthropic, framing, openai
+from cachepin_tools.wire.framing import Event, FlushedGzip
+from cachepin_tools.wire.tokens import Tokens
 
 MAX_BODY_BYTES = 64 * 1024 * 1024  # aiohttp's 1 MiB default is too small for long agent conversations
 SHUTDOWN_GRACE = 2.0  # seconds in-flight streams get to finish on SIGTERM
@@ -119,14 +121,8 @@ class _Turn:
         return {**asdict(self.usage), "output_tokens": self.output_tokens}
 
 
-def _sse(data: object, event: str | None = None) -> bytes:
-    """One SSE frame; ``data`` is JSON-encoded unless it is already a string (``[DONE]``)."""
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return (f"event: {event}\n" if event else "").encode() + f"data: {payload}\n\n".encode()
-
-
 class _Wire(abc.ABC):
-    """How one API renders a turn, its usage, its errors and its injected fault."""
+    """How one API validates a request, fails on purpose, and renders a turn (through the wire kit)."""
 
     id_prefix: ClassVar[str]
     required: ClassVar[tuple[tuple[str, type | tuple[type, ...]], ...]]
@@ -157,12 +153,18 @@ class _Wire(abc.ABC):
         """The non-streaming answer."""
 
     @abc.abstractmethod
-    def events(self, turn: _Turn) -> list[bytes]:
-        """The SSE frames of a streamed answer; the last one completes the response."""
+    def events(self, turn: _Turn) -> list[Event]:
+        """The SSE events of a streamed answer; the last one completes the response."""
 
     def streamed_usage(self, turn: _Turn) -> Json | None:
         """The usage a streaming client ends up with (None when the stream carries none)."""
         return self.usage(turn)
+
+
+def _tokens(turn: _Turn) -> Tokens:
+    u = turn.usage
+    return Tokens(u.input_tokens, u.cache_read_input_tokens, u.cache_creation_input_tokens, turn.output_tokens,
+                  u.cache_creation_5m, u.cache_creation_1h)
 
 
 class _AnthropicWire(_Wire):
@@ -173,55 +175,16 @@ class _AnthropicWire(_Wire):
     wrong_type_text = "{name}: Input has the wrong type"
 
     def error_body(self, problem: _Problem) -> Json:
-        return {"type": "error", "error": {"type": problem.kind, "message": problem.message}}
+        return anthropic.error(problem.kind, problem.message)
 
     def usage(self, turn: _Turn) -> Json:
-        u = turn.usage
-        return {
-            "input_tokens": u.input_tokens,
-            "cache_creation_input_tokens": u.cache_creation_input_tokens,
-            "cache_read_input_tokens": u.cache_read_input_tokens,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": u.cache_creation_5m,
-                "ephemeral_1h_input_tokens": u.cache_creation_1h,
-            },
-            "output_tokens": turn.output_tokens,
-            "service_tier": "standard",
-        }
+        return anthropic.usage(_tokens(turn), service_tier="standard")
 
     def message(self, turn: _Turn) -> Json:
-        return {
-            "id": turn.id,
-            "type": "message",
-            "role": "assistant",
-            "model": turn.model,
-            "content": [{"type": "text", "text": turn.text}],
-            "stop_reason": "end_turn",
-            "stop_sequence": None,
-            "usage": self.usage(turn),
-        }
+        return anthropic.message(self.usage(turn), turn.text, turn.model, turn.id)
 
-    def events(self, turn: _Turn) -> list[bytes]:
-        usage = self.usage(turn)
-        start = {**self.message(turn), "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
-        cumulative = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
-        frames: list[Json] = [
-            {"type": "message_start", "message": start},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            {"type": "ping"},
-            *(
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-                for piece in turn.deltas
-            ),
-            {"type": "content_block_stop", "index": 0},
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {**cumulative, "output_tokens": turn.output_tokens},
-            },
-            {"type": "message_stop"},
-        ]
-        return [_sse(frame, str(frame["type"])) for frame in frames]
+    def events(self, turn: _Turn) -> list[Event]:
+        return anthropic.events(self.usage(turn), turn.deltas, turn.model, turn.id)
 
 
 class _OpenAIWire(_Wire):
@@ -230,8 +193,7 @@ class _OpenAIWire(_Wire):
     wrong_type_text = "Invalid type for '{name}'."
 
     def error_body(self, problem: _Problem) -> Json:
-        error = {"message": problem.message, "type": problem.kind, "param": problem.param, "code": problem.code}
-        return {"error": error}
+        return openai.error(problem.message, problem.kind, problem.param, problem.code)
 
 
 class _ChatWire(_OpenAIWire):
@@ -239,45 +201,19 @@ class _ChatWire(_OpenAIWire):
     required = (("model", str), ("messages", list))
 
     def usage(self, turn: _Turn) -> Json:
-        u = turn.usage
-        return {
-            "prompt_tokens": u.prompt_tokens,
-            "completion_tokens": turn.output_tokens,
-            "total_tokens": u.prompt_tokens + turn.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cache_read_input_tokens, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-        }
+        return openai.chat_usage(_tokens(turn))
 
     def message(self, turn: _Turn) -> Json:
-        answer = {"role": "assistant", "content": turn.text, "refusal": None}
-        choice = {"index": 0, "message": answer, "logprobs": None, "finish_reason": "stop"}
-        return {**self._envelope(turn, "chat.completion"), "choices": [choice], "usage": self.usage(turn)}
+        return openai.completion(self.usage(turn), turn.text, turn.model, turn.id, turn.created)
 
-    def events(self, turn: _Turn) -> list[bytes]:
-        include_usage = self._includes_usage(turn)
-        chunk = self._envelope(turn, "chat.completion.chunk") | ({"usage": None} if include_usage else {})
-
-        def choice(delta: Json, finish: str | None = None) -> Json:
-            return {**chunk, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-
-        chunks = [choice({"role": "assistant", "content": "", "refusal": None})]
-        chunks += [choice({"content": piece}) for piece in turn.deltas] + [choice({}, "stop")]
-        if include_usage:
-            chunks.append({**chunk, "choices": [], "usage": self.usage(turn)})
-        return [*(_sse(c) for c in chunks), _sse("[DONE]")]
+    def events(self, turn: _Turn) -> list[Event]:
+        return openai.chat_events(self.streamed_usage(turn), turn.deltas, turn.model, turn.id, turn.created)
 
     def streamed_usage(self, turn: _Turn) -> Json | None:
-        return self.usage(turn) if self._includes_usage(turn) else None
-
-    @staticmethod
-    def _includes_usage(turn: _Turn) -> bool:
         """Chat streams carry usage only when the client asked, as the real API does."""
         options = turn.body.get("stream_options")
-        return isinstance(options, dict) and options.get("include_usage") is True
-
-    @staticmethod
-    def _envelope(turn: _Turn, kind: str) -> Json:
-        return {"id": turn.id, "object": kind, "created": turn.created, "model": turn.model}
+        asked = isinstance(options, dict) and options.get("include_usage") is True
+        return self.usage(turn) if asked else None
 
 
 class _ResponsesWire(_OpenAIWire):
@@ -285,61 +221,13 @@ class _ResponsesWire(_OpenAIWire):
     required = (("model", str), ("input", (str, list)))
 
     def usage(self, turn: _Turn) -> Json:
-        u = turn.usage
-        return {
-            "input_tokens": u.prompt_tokens,
-            "input_tokens_details": {"cached_tokens": u.cache_read_input_tokens},
-            "output_tokens": turn.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": u.prompt_tokens + turn.output_tokens,
-        }
+        return openai.responses_usage(_tokens(turn))
 
     def message(self, turn: _Turn) -> Json:
-        return self._response(turn, "completed", [self._item(turn, [self._part(turn.text)], "completed")])
+        return openai.response(self.usage(turn), turn.text, turn.model, turn.id, turn.created)
 
-    def events(self, turn: _Turn) -> list[bytes]:
-        pending = self._response(turn, "in_progress", [])
-        where = {"item_id": self._item_id(turn), "output_index": 0, "content_index": 0}
-        frames: list[Json] = [
-            {"type": "response.created", "response": pending},
-            {"type": "response.in_progress", "response": pending},
-            {"type": "response.output_item.added", "output_index": 0, "item": self._item(turn, [], "in_progress")},
-            {"type": "response.content_part.added", **where, "part": self._part("")},
-            *({"type": "response.output_text.delta", **where, "delta": p, "logprobs": []} for p in turn.deltas),
-            {"type": "response.output_text.done", **where, "text": turn.text, "logprobs": []},
-            {"type": "response.content_part.done", **where, "part": self._part(turn.text)},
-            {"type": "response.output_item.done", "output_index": 0,
-             "item": self._item(turn, [self._part(turn.text)], "completed")},
-            {"type": "response.completed", "response": self.message(turn)},
-        ]
-        return [_sse({**frame, "sequence_number": n}, str(frame["type"])) for n, frame in enumerate(frames)]
-
-    def _response(self, turn: _Turn, status: str, output: list[Json]) -> Json:
-        return {
-            "id": turn.id,
-            "object": "response",
-            "created_at": turn.created,
-            "status": status,
-            "model": turn.model,
-            "output": output,
-            "usage": self.usage(turn) if status == "completed" else None,
-            "error": None,
-            "incomplete_details": None,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-        }
-
-    def _item(self, turn: _Turn, content: list[Json], status: str) -> Json:
-        return {"id": self._item_id(turn), "type": "message", "status": status, "role": "assistant", "content": content}
-
-    @staticmethod
-    def _item_id(turn: _Turn) -> str:
-        return "msg_" + turn.id.removeprefix("resp_")
-
-    @staticmethod
-    def _part(text: str) -> Json:
-        return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    def events(self, turn: _Turn) -> list[Event]:
+        return openai.responses_events(self.usage(turn), turn.deltas, turn.model, turn.id, turn.created)
 
 
 _WIRES: dict[Api, _Wire] = {
@@ -397,22 +285,6 @@ class _Exchange:
         }
 
 
-class SseGzip:
-    """Gzip for SSE that flushes after every event, so compression never holds an event back.
-
-    Disabled, it passes frames through, so the streaming code has one path.
-    """
-
-    def __init__(self, enabled: bool) -> None:
-        self._zlib = zlib.compressobj(wbits=31) if enabled else None
-
-    def encode(self, frame: bytes) -> bytes:
-        return self._zlib.compress(frame) + self._zlib.flush(zlib.Z_SYNC_FLUSH) if self._zlib else frame
-
-    def close(self) -> bytes:
-        return self._zlib.flush() if self._zlib else b""
-
-
 def accepts_gzip(accept_encoding: str) -> bool:
     """Whether an ``Accept-Encoding`` value allows gzip (``gzip`` or ``*``, without ``q=0``)."""
     for item in accept_encoding.split(","):
@@ -450,10 +322,10 @@ class _Gateway:
     async def complete(self, api: Api, request: web.Request) -> web.StreamResponse:
         """One LLM call to ``api``: validate, route, maybe fail, consult the account's cache, answer."""
         wire, exchange = _WIRES[api], _Exchange(request, api)
-        body, problem = _parse(wire, await request.read())
-        if body is None:
-            return self._reject(wire, exchange, problem or wire.invalid("The request body must be a JSON object."))
-        exchange.body = body
+        parsed = _parse(wire, await request.read())
+        if isinstance(parsed, _Problem):
+            return self._reject(wire, exchange, parsed)
+        exchange.body = body = parsed
         exchange.route = route = self._router.route(request.headers, body)
         if self._config.fail_rate and self._dice.random() < self._config.fail_rate:
             return self._reject(wire, exchange, wire.fault)
@@ -477,7 +349,7 @@ class _Gateway:
             headers |= {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
         response = web.StreamResponse(headers=headers)
         await response.prepare(request)
-        encoder, frames, finished = SseGzip(gzip), wire.events(turn), False
+        encoder, frames, finished = FlushedGzip(gzip), framing.frames(wire.events(turn)), False
         try:
             for index, frame in enumerate(frames):
                 if index:
@@ -516,16 +388,15 @@ class _Gateway:
             self._log.flush()
 
 
-def _parse(wire: _Wire, raw: bytes) -> tuple[Json, None] | tuple[None, _Problem]:
+def _parse(wire: _Wire, raw: bytes) -> Json | _Problem:
     """The request body as a JSON object, or the 400 the provider would answer."""
     try:
         body = json.loads(raw)
     except ValueError as error:
-        return None, wire.invalid(f"The request body is not valid JSON: {error}")
+        return wire.invalid(f"The request body is not valid JSON: {error}")
     if not isinstance(body, dict):
-        return None, wire.invalid("The request body must be a JSON object.")
-    problem = wire.problem_with(body)
-    return (None, problem) if problem else (body, None)
+        return wire.invalid("The request body must be a JSON object.")
+    return wire.problem_with(body) or body
 
 
 def build_app(config: SimConfig, clock: Clock = time.monotonic) -> web.Application:
