@@ -18,4 +18,4 @@ The packages are the stages of a flow, in the order data moves through them
 addons' option values; ``handover`` keeps state across a hot reload.
 """
 
-__version__ = "0.1.0"  # the same as pyproject.toml's (tests/test_runtime_imports.py checks)
+__version__ = "0.1.0"  # the same as pyproject.toml's (tests/rules/test_runtime_imports.py checks)

@@ -130,3 +130,13 @@ INDEPENDENT = sorted(path for package in CHECKERS for path in package.glob("*.py
 @pytest.mark.parametrize("path", INDEPENDENT, ids=lambda p: str(p.relative_to(TOOLS)))
 def test_what_checks_cachepin_imports_nothing_from_it(path: Path) -> None:
     assert not {name for name in tools_imports(path) if name.split(".")[0] == "cachepin"}
+
+
+def test_the_package_says_the_version_pyproject_gives() -> None:
+    """A plain clone has no installed metadata: the report's version comes from cachepin/__init__.py."""
+    import tomllib
+
+    import cachepin
+
+    pyproject = tomllib.loads((ADDONS.parent / "pyproject.toml").read_text())
+    assert cachepin.__version__ == pyproject["project"]["version"]
