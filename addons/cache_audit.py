@@ -3,7 +3,8 @@
 Reads the cache figures every LLM response reports (JSON, or SSE streamed
 through at once), groups them by session, explains every miss, prices every
 turn, logs one line per response, writes JSONL events, a JSON report and
-JUnit XML, and makes mitmdump exit with status 3 when expectations fail.
+JUnit XML, and makes mitmdump exit with status 3 when expectations fail (4
+when one of those files could not be written).
 
     mitmdump -s addons/inject.py -s addons/cache_audit.py --set cache_expect=warm
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,10 +26,17 @@ from mitmproxy.version import VERSION as MITMPROXY_VERSION
 from cachepin import handover, options
 from cachepin.audit import Audit, RequestFacts, read_request
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
-from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.salt import proxy_salt
 from cachepin.response.extract import Extracted
-from cachepin.response.readers import StreamTap, is_bedrock_event_stream, is_event_stream, usage_of_response
+from cachepin.response.readers import (
+    StreamTap,
+    interrupted,
+    is_bedrock_event_stream,
+    is_event_stream,
+    usage_of_response,
+)
+from cachepin.response.reading import READING_KEY, from_record
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Verdict
@@ -39,9 +48,11 @@ from cachepin.views.table import summary_table
 logger = logging.getLogger(__name__)
 
 EXIT_EXPECTATIONS_FAILED = 3
+EXIT_OUTPUT_FAILED = 4  # a report, JUnit file or event line could not be written
 MISS_MARK = ":x:"
 MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
 READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
+SHUT_DOWN = "the proxy shut down before the response ended"
 
 
 class CacheAudit:
@@ -50,6 +61,7 @@ class CacheAudit:
     def __init__(self) -> None:
         self.audit = Audit(versions={"mitmproxy": MITMPROXY_VERSION})
         self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
+        self.in_flight: dict[str, http.HTTPFlow] = {}  # by flow id: requests sent, their turn not recorded yet
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
 
     def load(self, loader) -> None:
@@ -59,8 +71,8 @@ class CacheAudit:
             logger.error("cachepin: %s", problem)  # mitmproxy exits 1 on an error at startup, instead of
             del ctx.options.deferred[name]  # dropping this script without a word for a value it cannot apply
         stashed = handover.take((id(ctx.master), self.name))
-        if isinstance(stashed, Audit):  # a hot reload: keep what the old instance counted
-            self.audit, self.explainer_handed_over = stashed, True
+        if isinstance(stashed, tuple):  # a hot reload: keep what the old instance counted, and what it awaits
+            (self.audit, self.in_flight), self.explainer_handed_over = stashed, True
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -69,6 +81,8 @@ class CacheAudit:
             options.check(options.AUDIT, updated, lambda name: getattr(ctx.options, name))
             if "cache_prices" in updated:
                 self.audit.prices = options.price_table(ctx.options.cache_prices)
+            if updated & {"affinity_salt", "confdir"}:
+                self.audit.salt = proxy_salt(ctx.options.affinity_salt, ctx.options.confdir)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
         if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
@@ -79,8 +93,14 @@ class CacheAudit:
         self.ledger.max_sessions = ctx.options.cache_max_sessions
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
-        """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's."""
+        """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's.
+
+        Its tap's reading stays on a flow read from a file: it is all a replay has of a stream whose body was
+        not kept. A live flow (one sent again) gets a response of its own.
+        """
         flow.metadata.pop("cachepin_turn", None)
+        if flow.live:
+            flow.metadata.pop(READING_KEY, None)
 
     def request(self, flow: http.HTTPFlow) -> None:
         """Read the request once it has gone upstream, while the provider works on it.
@@ -100,9 +120,11 @@ class CacheAudit:
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
         body = reuse(flow.metadata.get(METADATA_KEY), unencoded)
-        self.requests[flow.id] = _request_reader(flow, dialect, body, self.audit.chains)
-        if len(self.requests) > MAX_PENDING:
-            self.requests.pop(next(iter(self.requests)))
+        self.requests[flow.id] = _request_reader(flow, dialect, body, self.audit)
+        self.in_flight[flow.id] = flow
+        for pending in (self.requests, self.in_flight):
+            if len(pending) > MAX_PENDING:
+                pending.pop(next(iter(pending)))
         try:
             asyncio.get_running_loop().call_later(READ_DELAY, self._read_request, flow.id)
         except RuntimeError:  # no event loop (hooks called directly): response reads it
@@ -115,7 +137,7 @@ class CacheAudit:
 
     def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> RequestFacts:
         """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
-        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None, self.audit.chains)
+        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None, self.audit)
         return read() if callable(read) else read
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
@@ -130,8 +152,9 @@ class CacheAudit:
             return
         content_type = flow.response.headers.get("content-type", "")
         if is_event_stream(content_type) and flow.response.stream in (False, True):
-            flow.response.stream = StreamTap(dialect, flow.response.headers.get("content-encoding", ""),
-                                             clock=time.time)
+            tap = StreamTap(dialect, flow.response.headers.get("content-encoding", ""), clock=time.time)
+            flow.response.stream = tap
+            flow.metadata[READING_KEY] = tap.reading  # kept up to date: a capture (-w) saves it with the flow
         elif is_bedrock_event_stream(content_type) and not flow.response.stream:
             flow.response.stream = True
 
@@ -141,22 +164,43 @@ class CacheAudit:
             return
         response, tap = flow.response, _tap(flow)
         extracted = usage_of_response(
-            dialect, response.headers.get("content-type", ""), tap, other_stream=callable(response.stream),
+            dialect, response.headers.get("content-type", ""), tap,
             body=lambda: None if response.raw_content is None else response.get_content(strict=False) or b"",
+            other_stream=callable(response.stream), kept_reading=flow.metadata.get(READING_KEY), live=flow.live,
         )
+        if flow.error is not None and response.raw_content is None:  # a replay of a stream that did not end:
+            extracted = interrupted(extracted, flow.error.msg)  # mitmproxy replays its response before its error
         self._record(flow, dialect, extracted, tap)
 
     def error(self, flow: http.HTTPFlow) -> None:
-        """A broken stream, a reset or a client that left: an error turn, counted nowhere."""
+        """A broken stream, a reset or a client that left: an error turn, counted nowhere, unless the stream had
+        given its final usage (a client may hang up at its last event). Read as a replay will read it."""
         dialect = _dialect(flow)
         if dialect is None:
             return
         tap = _tap(flow)
-        extracted = tap.result if tap is not None else Extracted()
+        extracted = tap.interrupted if tap is not None else from_record(flow.metadata.get(READING_KEY))
         message = flow.error.msg if flow.error else "connection failed"
-        self._record(flow, dialect, Extracted(extracted.usage, extracted.error or message, extracted.warning), tap)
+        self._record(flow, dialect, interrupted(extracted or Extracted(), message), tap)
+
+    def running(self) -> None:
+        _end_on_hangup()
+
+    def _settle_in_flight(self) -> None:
+        """Records the responses still running as error turns (or complete ones, if their final usage was read).
+
+        mitmproxy tears open connections down, firing their ``error`` hooks,
+        only after every addon's ``done()``: recorded then, those turns would
+        reach the log and the events file but not the reports written before.
+        """
+        for flow in list(self.in_flight.values()):
+            dialect = _dialect(flow)
+            if dialect is not None:
+                tap = _tap(flow)
+                self._record(flow, dialect, interrupted(tap.interrupted if tap else Extracted(), SHUT_DOWN), tap)
 
     def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
+        self.in_flight.pop(flow.id, None)
         if flow.metadata.get("cachepin_turn"):
             return  # response and error both fired for this flow: one turn only
         if extracted.warning:
@@ -177,14 +221,15 @@ class CacheAudit:
         flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
         if turn.verdict is Verdict.MISS:
             flow.marked = MISS_MARK
+        # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
+        # exit 1: replayed failures are warnings, and done() still exits 3 (or 4, for a lost event line).
+        level = logging.ERROR if flow.live else logging.WARNING
         if ctx.options.cache_events:
             try:
                 append_line(ctx.options.cache_events, self.audit.event_line(request, turn))
             except OSError as e:
-                logger.error("cachepin audit: cannot append to cache_events %s: %s", ctx.options.cache_events, e)
-        # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
-        # exit 1: replayed failures are warnings, and done() still exits 3.
-        level = logging.ERROR if flow.live else logging.WARNING
+                self.audit.unwritten.add("cache_events")  # a line is lost: done() exits with status 4
+                self._cannot_write("cache_events", e, level)
         for message in failures:
             logger.log(level, "cachepin audit FAILED: %s", message)
 
@@ -203,8 +248,12 @@ class CacheAudit:
             logger.error("cachepin audit FAILED: %s", message)
         for row in summary_table(self.ledger).splitlines():
             logger.info("cachepin %s", row)
-        self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit)
+        for option, error in self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit).items():
+            self._cannot_write(option, error)
         return ctx.options.cache_report
+
+    def _cannot_write(self, option: str, error: OSError, level: int = logging.ERROR) -> None:
+        logger.log(level, "cachepin audit: cannot write %s %s: %s", option, getattr(ctx.options, option), error)
 
     @command.command("cache.reset")
     def reset(self) -> None:
@@ -213,18 +262,27 @@ class CacheAudit:
         logger.info("cachepin audit: ledger reset")
 
     def done(self) -> None:
-        """At shutdown: reports, the table, and exit status 3 if expectations failed. On reload: hand over."""
-        try:
-            self.report()
-        except OSError as e:
-            logger.error("cachepin audit: cannot write a report: %s", e)
+        """At shutdown: reports, the table, and exit status 4 if an output could not be written, else 3 if
+        expectations failed. On reload: hand over.
+
+        4 wins: a report or event log that is stale or lacks lines cannot back
+        a verdict, whichever it is (the log says both).
+        """
+        if ctx.master.should_exit.is_set():
+            self._settle_in_flight()
+        self.report()
         if not ctx.master.should_exit.is_set():
-            handover.give((id(ctx.master), self.name), self.audit)
+            handover.give((id(ctx.master), self.name), (self.audit, self.in_flight))
             return
+        failed = []
+        if self.audit.unwritten:
+            failed.append(f"could not write {', '.join(sorted(self.audit.unwritten))}")
         if not self.ledger.ok:
-            logger.error("cachepin audit: cache expectations failed; exiting with status %d",
-                         EXIT_EXPECTATIONS_FAILED)
-            raise SystemExit(EXIT_EXPECTATIONS_FAILED)
+            failed.append("cache expectations failed")
+        if failed:
+            status = EXIT_OUTPUT_FAILED if self.audit.unwritten else EXIT_EXPECTATIONS_FAILED
+            logger.error("cachepin audit: %s; exiting with status %d", "; ".join(failed), status)
+            raise SystemExit(status)
 
 
 class UsageContentview(contentviews.Contentview):
@@ -263,7 +321,7 @@ def _new_explainer() -> Explainer:
 
 
 def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
-                    chains: ResponseChains) -> Callable[[], RequestFacts]:
+                    audit: Audit) -> Callable[[], RequestFacts]:
     """Reads the request when called, with the inject addon's parse of its body when it made one."""
     request, explain = flow.request, ctx.options.cache_explain  # the option as it was when the request was sent
     judged = ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
@@ -272,8 +330,23 @@ def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
         return body if body is not None else parse_json_object(request.get_content(strict=False))
 
     return lambda: read_request(dialect, flow_id=flow.id, started_at=request.timestamp_start, headers=request.headers,
-                                pinned=_pinned(flow), body=parsed, explain=explain, chains=chains,
-                                judged=judged)
+                                pinned=_pinned(flow), body=parsed, explain=explain, chains=audit.chains,
+                                judged=judged, salt=audit.salt)
+
+
+def _end_on_hangup() -> None:
+    """SIGHUP (a closed terminal, many service managers) ends mitmdump as SIGTERM does, through ``done()``.
+
+    Unhandled, it kills the process before any report is written. A handler
+    someone else installed, or an ignored SIGHUP (``nohup``), is left alone.
+    """
+    if not hasattr(signal, "SIGHUP") or signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
+        return
+    master = ctx.master
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, master.shutdown)
+    except (RuntimeError, NotImplementedError, ValueError):  # no running loop, or not the main thread
+        pass
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

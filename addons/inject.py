@@ -23,6 +23,7 @@ from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.salt import proxy_salt
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
 from cachepin.response.readers import StreamTap, usage_from_body
 
@@ -39,6 +40,7 @@ class Inject:
         self.exclude: flowfilter.TFilter | None = _parse_filter("affinity_exclude", options.DEFAULT_EXCLUDE)
         self.seen: OrderedDict[str, None] = OrderedDict()
         self.chains = ResponseChains()  # which session each Responses response of this proxy belongs to
+        self.salt = b""  # keys the fingerprints (request/salt.py): set in configure
 
     def load(self, loader) -> None:
         for option in options.INJECT:
@@ -63,6 +65,8 @@ class Inject:
             if "affinity_exclude" in updated:
                 self.exclude = _parse_filter("affinity_exclude", ctx.options.affinity_exclude)
             options.check(options.INJECT, updated, lambda name: getattr(ctx.options, name))
+            if updated & {"affinity_salt", "confdir"}:
+                self.salt = proxy_salt(ctx.options.affinity_salt, ctx.options.confdir)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
 
@@ -101,7 +105,7 @@ class Inject:
             raw = flow.request.get_content(strict=False)
             body = parse_json_object(raw)
             flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
-            resolution = resolve(flow.request.headers, body, dialect, self.chains)
+            resolution = resolve(flow.request.headers, body, dialect, self.chains, self.salt)
             if resolution.session_id is None:
                 _warn(_rejected(resolution.rejected))
                 logger.debug("cachepin inject: nothing identifies the conversation of %s", flow.id)

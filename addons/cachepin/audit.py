@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from cachepin import __version__
+from cachepin.request.branches import Branches
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import from_headers, resolve
@@ -28,10 +29,10 @@ from cachepin.turns.ledger import Ledger
 from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 from cachepin.turns.pricing import Cost, cost
 from cachepin.turns.turn import Turn
-from cachepin.views.files import write_atomic, write_json_atomic
+from cachepin.views.files import write_atomic
 from cachepin.views.junit import junit_xml
 from cachepin.views.log_line import turn_log_line
-from cachepin.views.report import event_line, report_dict
+from cachepin.views.report import event_line, report_json
 
 UNIDENTIFIED = "unidentified"
 
@@ -64,6 +65,7 @@ def read_request(
     explain: bool,
     chains: ResponseChains | None = None,
     judged: bool = False,
+    salt: bytes = b"",
 ) -> RequestFacts:
     """The session, model and prefix snapshot of one request.
 
@@ -79,13 +81,13 @@ def read_request(
         if pinned is None and header.session_id is not None:
             pinned = header.session_id, header.source
         if pinned is not None:
-            return RequestFacts(*pinned, None, None, thread_of(headers, None, dialect))
+            return RequestFacts(*pinned, None, None, thread_of(headers, None, dialect, salt))
     parsed = body()
     if pinned is None:
-        resolution = resolve(headers, parsed, dialect, chains)
+        resolution = resolve(headers, parsed, dialect, chains, salt)
         # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
         pinned = resolution.session_id or f"{UNIDENTIFIED}:{flow_id}", resolution.source
-    thread, position = thread_of(headers, parsed, dialect), position_of(parsed, dialect)
+    thread, position = thread_of(headers, parsed, dialect, salt), position_of(parsed, dialect)
     if not explain:
         return RequestFacts(*pinned, None, None, thread, position)
     snapshot = Snapshot.from_request(dialect, parsed, started_at) if parsed else None
@@ -100,15 +102,20 @@ class Audit:
         self.started_at = time.time()
         self.versions = {"cachepin": __version__, **(versions or {})}
         self.prices: PriceTable = DEFAULT_PRICES
+        self.salt = b""  # keys the ids derived from prompt text (request/salt.py); the adapter sets the proxy's
         self.ledger = Ledger(pricer=self.price)
         self.explainer = Explainer()
         self.chains = ResponseChains()  # Responses ids of this run's turns, for previous_response_id
+        self.branches = Branches()  # conversations of one fingerprinted session that start alike
+        self.unwritten: set[str] = set()  # output options whose file lacks something: an event line that failed,
+        # a report whose latest write failed; kept across a reset, since what is lost stays lost
 
     def reset(self, explainer: Explainer) -> None:
         """Forget every session, turn and response chain; the expectations and prices stay."""
         self.ledger.reset()
         self.explainer = explainer
         self.chains = ResponseChains()
+        self.branches = Branches()
 
     def price(self, turn: Turn) -> Cost | None:
         """What a turn cost; derived when needed, never stored per turn."""
@@ -127,17 +134,22 @@ class Audit:
         ended_at: float | None,
     ) -> Recorded:
         """Adds one response to the ledger, explains it against the thread's previous request, and words it."""
+        thread = request.thread
+        if (request.source == "fingerprint" and thread is not None and thread.source == "lineage"
+                and request.snapshot is not None):
+            thread = self.branches.thread_for(request.session_id, thread, model_family(request.model),
+                                              request.snapshot.digests)
         turn, failures = self.ledger.record(
             request.session_id, request.source, flow_id=flow_id, started_at=started_at, status=status, stream=stream,
             usage=extracted.usage, model=request.model,
             ttft_ms=(first_byte_at - started_at) * 1000 if first_byte_at else None,
             duration_ms=(ended_at - started_at) * 1000 if ended_at else None, error=extracted.error,
-            thread=request.thread, position=request.position,
+            thread=thread, position=request.position,
         )
         if turn.ok and request.snapshot is not None:
-            thread = f"{turn.thread}@{model_family(turn.requested_model or turn.model)}"  # a cache is per model
-            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage, thread=thread,
-                                               continues=request.position is Position.CONTINUATION)
+            key = f"{turn.thread}@{model_family(turn.requested_model or turn.model)}"  # a cache is per model
+            turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage, thread=key,
+                                               continues=request.position is Position.CONTINUATION and not turn.opens)
         if turn.ok:
             self.chains.learn(extracted.response_id, request.session_id, request.source)
         return Recorded(turn, failures, turn_log_line(request.session_id, turn))
@@ -145,14 +157,31 @@ class Audit:
     def event_line(self, request: RequestFacts, turn: Turn) -> str:
         return event_line(request.session_id, request.source, turn, self.price)
 
-    def write_reports(self, report: str, junit: str) -> None:
-        """Writes the files that are named (judge min_hit first: ``ledger.finalize``)."""
-        if report:
-            about = {"generated_at": _utc(time.time()), "started_at": _utc(self.started_at), "run_id": self.run_id,
-                     "versions": self.versions}
-            write_json_atomic(report, report_dict(self.ledger, about))
-        if junit:
-            write_atomic(junit, junit_xml(self.ledger))
+    def write_reports(self, report: str, junit: str) -> dict[str, OSError]:
+        """Writes the files that are named, each on its own (judge min_hit first: ``ledger.finalize``).
+
+        A file that cannot be written does not keep the other from being
+        written; returns the error of each option whose file failed, which
+        stays in ``unwritten`` until that file is written again.
+        """
+        about = {"generated_at": _utc(time.time()), "started_at": _utc(self.started_at), "run_id": self.run_id,
+                 "versions": self.versions}
+        outputs: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
+            "cache_report": (report, lambda: report_json(self.ledger, about)),
+            "cache_junit": (junit, lambda: junit_xml(self.ledger)),
+        }
+        errors = {}
+        for option, (path, render) in outputs.items():
+            if not path:
+                continue
+            try:
+                write_atomic(path, render())
+            except OSError as e:
+                errors[option] = e
+                self.unwritten.add(option)
+            else:
+                self.unwritten.discard(option)
+        return errors
 
 
 def _utc(timestamp: float) -> str:

@@ -61,11 +61,21 @@ def minimums(entries: Sequence[str]) -> dict[str, int]:
     return parsed
 
 
-def writable_file(option: str, path: str) -> str:
+def writable_file(option: str, path: str, *, replaced: bool = False) -> str:
     """An output file option: a file (not a folder) in a folder that exists and is writable, checked now
-    rather than at shutdown."""
-    if os.path.isdir(path):
+    rather than at shutdown.
+
+    A file that is ``replaced`` whole (a report: a temp file renamed over it)
+    must be a regular file, if it exists: a rename over ``/dev/null`` would
+    replace the device. A file appended to (the events) may be a pipe or a
+    device, but must be writable itself.
+    """
+    if path.endswith(("/", os.sep)) or os.path.isdir(path):
         raise ValueError(f"{option}: {path!r} is a folder; name a file in it")
+    if replaced and os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{option}: {path!r} is not a regular file, and the report replaces it whole; name a file")
+    if not replaced and os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ValueError(f"{option}: cannot append to {path!r}: the file is read-only")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise ValueError(f"{option}: cannot write {path!r}: folder {folder!r} missing or read-only")
@@ -84,6 +94,17 @@ def fixed_session(value: str) -> str:
     """``affinity_session``: empty, or an id a gateway can take in a header."""
     if value and not is_valid_id(value):
         raise ValueError("affinity_session must be 1-256 printable ASCII characters without spaces")
+    return value
+
+
+MIN_SALT = 16
+
+
+def salt(value: str) -> str:
+    """``affinity_salt``: empty (the proxy's own, kept in the confdir) or a secret of at least 16 characters."""
+    if value and len(value) < MIN_SALT:
+        raise ValueError(f"affinity_salt must be at least {MIN_SALT} characters (a secret the replicas share, "
+                         f"e.g. from `openssl rand -hex 32`), not {len(value)}")
     return value
 
 
@@ -108,8 +129,8 @@ def session_limit(value: int) -> int:
     return value
 
 
-def _output(option: str) -> Callable[[str], str]:
-    return lambda path: writable_file(option, path) if path else path
+def _output(option: str, *, replaced: bool) -> Callable[[str], str]:
+    return lambda path: writable_file(option, path, replaced=replaced) if path else path
 
 
 class Option(NamedTuple):
@@ -127,6 +148,12 @@ class Option(NamedTuple):
 DEFAULT_HEADERS = ("X-Session-Id", "x-session-affinity")
 DEFAULT_EXCLUDE = r"~d opencode\.ai"
 
+SALT = Option("affinity_salt", str, "",
+              "Key of the session ids and thread names derived from prompt text (fingerprints, lineages), so "
+              "that they tell nothing of the prompt. Empty: a random key made once and kept in the confdir (file "
+              "cachepin-salt), so ids survive restarts. Replicas that must agree on ids set the same secret.", salt)
+"""Declared by both addons (mitmproxy accepts an option declared twice alike): each derives ids on its own."""
+
 INJECT = (
     Option("affinity_scope", str, "",
            "Filter expression selecting the flows to pin. Empty: POSTs to known LLM API paths "
@@ -142,6 +169,7 @@ INJECT = (
            "Replace session headers the client already sent instead of keeping them."),
     Option("affinity_prompt_cache_key", bool, False,
            "Add prompt_cache_key (the session id) to OpenAI-style JSON bodies that lack it."),
+    SALT,
 )
 """The inject addon's options (``affinity_scope`` and ``affinity_exclude`` are mitmproxy filters, which the
 addon parses itself)."""
@@ -152,11 +180,12 @@ AUDIT = (
     Option("cache_min_hit", int, 0,
            "Percent 0-100: each session's hit ratio over its turns after the first must reach it.", percent,
            accepts="a whole number 0-100"),
-    Option("cache_events", str, "", "Append one JSON line per completed turn to this file.", _output("cache_events")),
+    Option("cache_events", str, "", "Append one JSON line per completed turn to this file.",
+           _output("cache_events", replaced=False)),
     Option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.",
-           _output("cache_report")),
+           _output("cache_report", replaced=True)),
     Option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown and on cache.report.",
-           _output("cache_junit")),
+           _output("cache_junit", replaced=True)),
     Option("cache_max_sessions", int, 10_000,
            "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit,
            accepts="a whole number >= 0 (0 = unlimited)"),
@@ -171,6 +200,7 @@ AUDIT = (
     Option("cache_minimums", Sequence[str], [],
            "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), overriding the built-in "
            "table when explaining misses.", minimums),
+    SALT,
 )
 """The audit addon's options."""
 

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -157,7 +158,8 @@ SSE_CASES = {
     "gemini": ("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
                framing.stream([(None, gemini.response(gemini.usage_metadata(Tokens(1928, read=3072, creation=None,
                                                                                   output=n)),
-                                                      f"w{n} ", "gemini-2.5-flash")) for n in range(1, 6)],
+                                                      f"w{n} ", "gemini-2.5-flash", "STOP" if n == 5 else None))
+                               for n in range(1, 6)],
                               framing.GEMINI),
                ("gemini", "gemini-2.5-flash", 1928, None, 3072, 5)),
 }
@@ -341,6 +343,30 @@ async def test_a_stream_tapped_before_a_hot_reload_is_read_after_it(addon: Cache
     assert figures(turns(reloaded)[0]) == expected[2:]
 
 
+@pytest.mark.parametrize("reload_first", [False, True], ids=["no-reload", "across-a-reload"])
+async def test_streams_in_flight_at_shutdown_are_settled_before_the_reports(addon: CacheAudit, tmp_path: Path,
+                                                                            reload_first: bool) -> None:
+    path, body, _ = SSE_CASES["anthropic"]
+    report = tmp_path / "report.json"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_report=str(report))
+        flow = make_flow(path, response=b"", content_type=SSE, headers={"x-session-id": "in-flight"})
+        addon.request(flow)
+        addon.responseheaders(flow)
+        flow.response.stream(body[: _final_event_at(body) - 3])  # cut before the final usage
+        stopping = addon
+        if reload_first:
+            tctx.master.addons.remove(addon)  # done() of a reload: hands over
+            stopping = CacheAudit()
+            tctx.master.addons.add(stopping)
+        tctx.master.should_exit.set()
+        stopping.done()
+        stopping.error(flow)  # mitmproxy tears the connection down after every done(): no second turn
+    session, = json.loads(report.read_text())["sessions"]
+    assert [(t["verdict"], t["cache_read_input_tokens"]) for t in session["turns"]] == [("error", 1538)]
+    assert len(stopping.ledger.sessions[0].turns) == 1 and not stopping.in_flight
+
+
 async def test_an_intercepted_request_is_read_after_its_edit(addon: CacheAudit) -> None:
     case = CASES[0]
     with taddons.context(addon):
@@ -392,6 +418,115 @@ async def test_a_cut_stream_is_one_error_turn_with_the_figures_seen(addon: Cache
     assert turn.verdict.value == "error" and turn.stream is True
     assert (turn.input_tokens, turn.cache_creation_input_tokens, turn.cache_read_input_tokens) == (12, 0, 1538)
     assert turn.error == "connection closed by peer"
+
+
+def _final_event_at(body: bytes) -> int:
+    """Where the last event carrying usage ends in an SSE body (each case's final usage event)."""
+    ends = [m.end() for m in re.finditer(rb"\r?\n\r?\n", body)]
+    starts = [0, *ends[:-1]]
+    return max(end for start, end in zip(starts, ends, strict=True)
+               if re.search(rb'"usage(Metadata)?": ?\{', body[start:end]))
+
+
+def _interrupted_flow(addon: CacheAudit, case: str, upto: int, message: str) -> http.HTTPFlow:
+    """A live SSE flow whose stream ends early: the client left, or the upstream cut it, after ``upto`` bytes."""
+    path, body, _ = SSE_CASES[case]
+    flow = make_flow(path, response=b"", content_type=SSE, headers={"x-session-id": f"s-{case}"})
+    flow.response.raw_content = None  # as mitmproxy holds a streamed body that did not end: none at all
+    addon.responseheaders(flow)
+    flow.response.stream(body[:upto])
+    flow.error = tflow.terr(message)
+    return flow
+
+
+def _replayed(flows: list[http.HTTPFlow]) -> list[http.HTTPFlow]:
+    """The flows as ``-w`` saved them and ``-nr`` reads them back."""
+    buffer = io.BytesIO()
+    writer = mitmio.FlowWriter(buffer)
+    for flow in flows:
+        writer.add(flow)
+    buffer.seek(0)
+    return list(mitmio.FlowReader(buffer).stream())
+
+
+@pytest.mark.parametrize("case", SSE_CASES)
+async def test_a_client_that_hangs_up_after_the_final_usage_leaves_a_complete_turn(addon: CacheAudit,
+                                                                                  case: str) -> None:
+    """The OpenAI SDK closes the connection at [DONE], often before the proxy has read the body's end."""
+    _, body, expected = SSE_CASES[case]
+    with taddons.context(addon):
+        flow = _interrupted_flow(addon, case, _final_event_at(body), "Client disconnected.")
+        addon.error(flow)
+    turn, = turns(addon)
+    assert (turn.provider, turn.model, *figures(turn)) == expected
+    assert turn.verdict.value == "hit" and turn.error is None
+
+
+@pytest.mark.parametrize("case", SSE_CASES)
+async def test_a_stream_cut_before_its_final_usage_is_an_error_turn(addon: CacheAudit, case: str) -> None:
+    _, body, _ = SSE_CASES[case]
+    with taddons.context(addon):
+        flow = _interrupted_flow(addon, case, _final_event_at(body) - 3, "Client disconnected.")
+        addon.error(flow)
+    turn, = turns(addon)
+    assert turn.verdict.value == "error" and turn.error == "Client disconnected."
+
+
+@pytest.mark.parametrize("case", SSE_CASES)
+@pytest.mark.parametrize("cut", ["before-final", "after-final"])
+async def test_a_replay_records_an_interrupted_stream_as_the_live_run_did(addon: CacheAudit, case: str,
+                                                                          cut: str) -> None:
+    """mitmproxy keeps no body of a stream that did not end, and replays its response before its error."""
+    _, body, _ = SSE_CASES[case]
+    upto = _final_event_at(body) - (3 if cut == "before-final" else 0)
+    with taddons.context(addon):
+        live = _interrupted_flow(addon, case, upto, "connection closed by peer")
+        addon.error(live)
+    replayed, = _replayed([live])
+    assert replayed.response.raw_content is None and not replayed.live
+    again = CacheAudit()
+    with taddons.context(again) as tctx:
+        await run(tctx, again, replayed)  # response, then error
+    live_turn, = turns(addon)
+    turn, = turns(again)
+    assert (turn.verdict, turn.error, figures(turn)) == (live_turn.verdict, live_turn.error, figures(live_turn))
+    assert turn.verdict.value == ("error" if cut == "before-final" else "hit")
+
+
+async def test_a_replayed_stream_with_nothing_kept_says_what_the_capture_lacks(addon: CacheAudit, caplog) -> None:
+    path, _, _ = SSE_CASES["anthropic"]
+    flow = make_flow(path, response=b"", content_type=SSE, live=False)
+    flow.response.raw_content = None  # captured without the audit and without store_streamed_bodies
+    with taddons.context(addon) as tctx:
+        await run(tctx, addon, flow)
+    assert verdicts(addon) == ["none"]
+    assert "the capture holds neither this streamed response's body nor the audit's reading of it" in caplog.text
+    assert "add --set store_streamed_bodies=true" not in caplog.text
+
+
+@pytest.mark.parametrize("reading", [
+    {"version": 2, "final": True, "usage": None},
+    {"version": 1, "final": "yes", "usage": None},
+    {"version": 1, "final": True, "usage": {"provider": "anthropic", "model": None, "input_tokens": -1}},
+    {"version": 1, "final": True, "usage": None, "error": 5},
+    "not a dict",
+], ids=["other-version", "final-not-bool", "negative-count", "error-not-text", "not-a-dict"])
+async def test_a_replay_refuses_a_reading_it_did_not_write(addon: CacheAudit, reading: object) -> None:
+    path, _, _ = SSE_CASES["anthropic"]
+    flow = make_flow(path, response=b"", content_type=SSE, live=False)
+    flow.response.raw_content = None
+    flow.metadata["cachepin_read"] = reading
+    with taddons.context(addon) as tctx:
+        await run(tctx, addon, flow)
+    assert verdicts(addon) == ["none"] and turns(addon)[0].input_tokens is None
+
+
+async def test_a_live_flow_sent_again_drops_the_reading_of_its_earlier_response(addon: CacheAudit) -> None:
+    flow = turn_flow(CASES[0], 0, 1538)
+    flow.metadata["cachepin_read"] = {"stale": True}
+    with taddons.context(addon) as tctx:
+        await run(tctx, addon, flow)
+    assert "cachepin_read" not in flow.metadata and verdicts(addon) == ["cold"]
 
 
 # --- the error hook ---
@@ -810,6 +945,7 @@ async def test_hot_reload_keeps_the_ledger_and_does_not_exit(addon: CacheAudit, 
     report = tmp_path / "report.json"
     case = CASES[0]
     with taddons.context(addon) as tctx:
+        tctx.master.addons.invoke_addon_sync(addon, hooks.ConfigureHook(set(tctx.options.keys())))  # as at startup
         tctx.configure(addon, cache_expect="warm", cache_report=str(report))
         await run(tctx, addon, turn_flow(case, 0, 10), turn_flow(case, 0, 10))
         assert not addon.ledger.ok
@@ -855,16 +991,19 @@ async def test_min_hit_failure_exits_3_at_shutdown(addon: CacheAudit) -> None:
     assert stopped.value.code == 3
 
 
-async def test_unwritable_report_at_shutdown_is_logged_not_raised(addon: CacheAudit, tmp_path: Path,
-                                                                 caplog) -> None:
+async def test_unwritable_report_at_shutdown_is_logged_the_junit_written_and_exits_4(addon: CacheAudit,
+                                                                                     tmp_path: Path, caplog) -> None:
     folder = tmp_path / "gone"
     folder.mkdir()
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, cache_report=str(folder / "report.json"))
+        tctx.configure(addon, cache_report=str(folder / "report.json"), cache_junit=str(tmp_path / "junit.xml"))
         folder.rmdir()
         tctx.master.should_exit.set()
-        addon.done()
-    assert "cachepin audit: cannot write a report" in caplog.text
+        with pytest.raises(SystemExit) as stopped:
+            addon.done()
+    assert stopped.value.code == 4
+    assert f"cachepin audit: cannot write cache_report {folder / 'report.json'}: [Errno 2]" in caplog.text
+    assert ET.parse(tmp_path / "junit.xml").getroot().tag == "testsuites"
 
 
 def test_the_script_exposes_one_named_addon() -> None:

@@ -251,17 +251,120 @@ def test_replay_of_saved_flows_matches_the_live_report(upstream: FakeUpstream, m
     live_report = json.loads(Path(live["cache_report"]).read_text())
     assert [t[2] for t in report_turns(live_report)] == ["cold", "hit", "miss", "cold", "hit", "cold", "hit"]
 
-    replay_report = tmp_path / "replay.json"
-    replay = subprocess.run(
-        [str(BIN / "mitmdump"), "-n", "-r", str(flows), "-s", str(ADDONS / "cache_audit.py"),
-         "--set", f"confdir={tmp_path / 'replay-confdir'}", "--set", "flow_detail=0",
-         "--set", f"cache_report={replay_report}", "--set", "cache_expect=warm"],
-        capture_output=True, text=True, timeout=60)
-    assert replay.returncode == 3, replay.stdout + replay.stderr  # the live run's miss fails warm offline
-    replayed = json.loads(replay_report.read_text())
+    status, replayed = replay(flows, tmp_path, "cache_expect=warm")
+    assert status == 3  # the live run's miss fails warm offline
     assert report_turns(replayed) == report_turns(live_report)
     assert replayed["totals"] == live_report["totals"]
     assert [f["turn"] for f in replayed["failures"]] == [3]
+
+
+def replay(flows: Path, tmp_path: Path, *options: str) -> tuple[int, dict]:
+    """``mitmdump -nr flows -s cache_audit.py``: its exit status and its report."""
+    report = tmp_path / "replay.json"
+    sets = [arg for option in options for arg in ("--set", option)]
+    done = subprocess.run(
+        [str(BIN / "mitmdump"), "-n", "-r", str(flows), "-s", str(ADDONS / "cache_audit.py"),
+         "--set", f"confdir={tmp_path / 'replay-confdir'}", "--set", "flow_detail=0",
+         "--set", f"cache_report={report}", *sets],
+        capture_output=True, text=True, timeout=60)
+    assert report.exists(), done.stdout + done.stderr
+    return done.returncode, json.loads(report.read_text())
+
+
+def test_a_stream_cut_by_the_upstream_is_an_error_turn_live_and_in_replay(upstream: FakeUpstream, mitmdump,
+                                                                          tmp_path: Path) -> None:
+    flows = tmp_path / "flows.mitm"
+    live = outputs(tmp_path)
+    proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"),
+                     options={**live, "store_streamed_bodies": True, "cache_expect": "warm"},
+                     extra=["-w", str(flows)])
+    converse(upstream, proxy, "anthropic", True, [(0, 1538), (1536, 0)], first="cut later")
+    upstream.behaviour.cut_after = 3
+    with client_for("anthropic", proxy) as client, pytest.raises(Exception, match="incomplete chunked read"):
+        ask(client, "anthropic", True, [], "cut later")
+    assert proxy.stop() == 0  # an error turn is counted nowhere: warm holds
+    live_report = json.loads(Path(live["cache_report"]).read_text())
+    assert [t[2] for t in report_turns(live_report)] == ["cold", "hit", "error"]
+
+    status, replayed = replay(flows, tmp_path, "cache_expect=warm")
+    assert status == 0
+    assert report_turns(replayed) == report_turns(live_report)
+    assert replayed["totals"] == live_report["totals"]
+
+
+def test_a_client_that_hangs_up_at_done_leaves_complete_turns_live_and_in_replay(upstream: FakeUpstream, mitmdump,
+                                                                                 tmp_path: Path) -> None:
+    """The OpenAI SDK closes the connection at [DONE]; here the upstream ends its body a second later."""
+    flows = tmp_path / "flows.mitm"
+    live = outputs(tmp_path)
+    upstream.behaviour.end_delay = 1.0
+    proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"), options={**live, "cache_expect": "warm"},
+                     extra=["-w", str(flows)])
+    converse(upstream, proxy, "chat", True, [(0, 0), (4096, 0)], first="hang up at done")
+    assert proxy.stop() == 0
+    live_report = json.loads(Path(live["cache_report"]).read_text())
+    assert [(t[2], t[6]) for t in report_turns(live_report)] == [("cold", (4300, 0, 0, 52)),
+                                                                 ("hit", (204, 0, 4096, 52))]
+    assert live_report["totals"]["errors"] == 0
+
+    status, replayed = replay(flows, tmp_path, "cache_expect=warm")  # no body kept: the tap's reading is
+    assert status == 0 and report_turns(replayed) == report_turns(live_report)
+
+
+# --- two conversations that start alike share a fingerprint, not a history ---
+
+def test_conversations_that_start_alike_are_told_apart_by_their_histories(upstream: FakeUpstream, mitmdump,
+                                                                          tmp_path: Path) -> None:
+    """Two runs of one script, interleaved: one fingerprint session; B's second turn has a history of its own."""
+    files = outputs(tmp_path)
+    proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"), options={**files, "cache_expect": "warm"})
+    a: list[dict] = []
+    b: list[dict] = []
+    with client_for("anthropic", proxy) as client:
+        for history, text, read in [(a, PROMPT, 0), (b, PROMPT, 1538), (a, "and then?", 1538), (a, "more?", 1538),
+                                    (b, "something else?", 0), (b, "and more?", 2000)]:
+            set_cache(upstream, "anthropic", read, 1538 - read if read < 1538 else 0)
+            ask(client, "anthropic", False, history, text)
+    assert proxy.stop() == 0, proxy.output  # B's first own turn opens its branch: cold, not a miss
+    session, = json.loads(Path(files["cache_report"]).read_text())["sessions"]
+    assert session["source"] == "fingerprint"
+    assert [t["verdict"] for t in session["turns"]] == ["cold", "hit", "hit", "hit", "cold", "hit"]
+    assert [(t["source"], t["turns"]) for t in session["threads"]] == [("lineage", [1, 2, 3, 4]), ("branch", [5, 6])]
+
+
+# --- more sessions than cache_max_sessions: a session that comes back is judged as what it is ---
+
+def test_sessions_evicted_and_back_are_judged_by_what_their_requests_continue(upstream: FakeUpstream, mitmdump,
+                                                                             tmp_path: Path) -> None:
+    """300 conversations, 3 turns each in turn, over cache_max_sessions=100: each is evicted before its next turn."""
+    files = outputs(tmp_path)
+    proxy = mitmdump(upstream.url, ("inject.py", "cache_audit.py"),
+                     options={**files, "cache_expect": "warm", "cache_max_sessions": 100})
+    upstream.behaviour.anthropic = Tokens(12, read=0, creation=0, output=85)  # nothing is ever read
+    histories: dict[int, list[dict]] = {c: [] for c in range(300)}
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=30)
+    try:
+        for turn in range(3):
+            for conversation, history in histories.items():
+                history.append({"role": "user", "content": f"conversation {conversation} turn {turn}"})
+                body = {"model": "claude-sonnet-4-6", "max_tokens": 64, "system": SYSTEM, "messages": history}
+                conn.request("POST", "/v1/messages", json.dumps(body),
+                             {"content-type": "application/json", "x-session-id": f"conversation-{conversation}"})
+                response = conn.getresponse()
+                assert response.status == 200
+                reply = json.loads(response.read())["content"][0]["text"]
+                history.append({"role": "assistant", "content": reply})
+    finally:
+        conn.close()
+    assert proxy.stop() == 3  # 600 continuations read nothing
+    report = json.loads(Path(files["cache_report"]).read_text())
+    assert (report["totals"]["sessions"], report["totals"]["evicted_sessions"]) == (300, 800)
+    assert len(report["sessions"]) == 100
+    assert {(t["index"], t["verdict"]) for s in report["sessions"] for t in s["turns"]} == {(3, "miss")}
+    failed = {(f["session_id"], f["turn"]) for f in report["failures"]}
+    assert failed == {(f"conversation-{c}", turn) for c in range(300) for turn in (2, 3)}
+    events = [json.loads(line) for line in Path(files["cache_events"]).read_text().splitlines()]
+    assert len({(e["session_id"], e["turn"]["index"]) for e in events}) == 900  # no session/turn pair twice
 
 
 # --- a hot reload of the script keeps the run's ledger and does not end the run ---

@@ -110,9 +110,9 @@ def test_out_of_scope_requests_are_untouched(upstream: FakeUpstream, mitmdump) -
     assert len(upstream.records) == 2
 
 
-def test_a_fresh_proxy_derives_the_same_ids(upstream: FakeUpstream, mitmdump) -> None:
+def test_a_restarted_proxy_derives_the_same_ids(upstream: FakeUpstream, mitmdump, tmp_path: Path) -> None:
     for _ in range(2):
-        proxy = mitmdump(upstream.url)
+        proxy = mitmdump(upstream.url, confdir=str(tmp_path / "confdir"))  # the salt kept there is the same
         client = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0)
         anthropic_conversation(client, "Same conversation", 2, stream=False)
         proxy.stop()

@@ -1,5 +1,6 @@
-"""Guarantee 7, restart: fingerprint ids need no state, so two proxy instances and a restarted one derive the
-same id for the same conversation; a hot reload of the audit script keeps the ledger and exits nothing.
+"""Guarantee 7, restart: a restarted proxy derives the same fingerprint ids (its salt is kept in its confdir),
+and so do replicas given the same ``affinity_salt``; proxies with salts of their own derive ids that cannot be
+linked; a hot reload of the audit script keeps the ledger and exits nothing.
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ def _chat_turn(base_url: str, messages: list[dict]) -> None:
     messages.append({"role": "assistant", "content": reply.choices[0].message.content})
 
 
+FLEET_SALT = "a-secret-the-replicas-share-0123456789"
+
+
 @pytest.mark.e2e
-def test_ids_are_the_same_across_instances_and_restarts(upstream: FakeUpstream, mitmdump) -> None:
-    first, second = mitmdump(upstream.url), mitmdump(upstream.url)  # two instances side by side
+def test_ids_are_the_same_across_replicas_sharing_a_salt_and_restarts(upstream: FakeUpstream, mitmdump,
+                                                                     tmp_path: Path) -> None:
+    fleet = {"affinity_salt": FLEET_SALT}
+    first = mitmdump(upstream.url, options=fleet, confdir=str(tmp_path / "first"))
+    second = mitmdump(upstream.url, options=fleet)  # side by side, with a confdir of its own
     claude: list[dict] = []
     chat: list[dict] = [{"role": "system", "content": SYSTEM}]
     for turn, proxy in enumerate([first, second, first]):
@@ -54,7 +61,7 @@ def test_ids_are_the_same_across_instances_and_restarts(upstream: FakeUpstream, 
         _chat_turn(proxy.url, chat)
     first.stop()
     second.stop()
-    restarted = mitmdump(upstream.url)
+    restarted = mitmdump(upstream.url, options=fleet, confdir=str(tmp_path / "first"))
     claude.append({"role": "user", "content": "After the restart."})
     _claude_turn(restarted.url, claude)
     chat.append({"role": "user", "content": "Après le redémarrage."})
@@ -66,6 +73,23 @@ def test_ids_are_the_same_across_instances_and_restarts(upstream: FakeUpstream, 
     assert len(ids) == 8 and len(claude_ids) == 1 and len(chat_ids) == 1 and claude_ids != chat_ids
     assert all(i.startswith("fp_") for i in ids)
     assert all(r.header("x-session-affinity") == r.header("x-session-id") for r in upstream.records)
+    unkeyed = fingerprint({"system": SYSTEM, "messages": claude[:1]}, Dialect.ANTHROPIC)
+    assert claude_ids != {unkeyed}  # the id is no plain hash of the prompt: a guess cannot be confirmed
+
+
+@pytest.mark.e2e
+def test_a_proxy_keeps_its_own_salt_across_restarts_and_shares_it_with_no_other(upstream: FakeUpstream, mitmdump,
+                                                                                tmp_path: Path) -> None:
+    confdir = tmp_path / "kept"
+    ids = []
+    for where in (confdir, confdir, tmp_path / "other"):
+        proxy = mitmdump(upstream.url, confdir=str(where))
+        _claude_turn(proxy.url, [{"role": "user", "content": "Start the review."}])
+        proxy.stop()
+        ids.append(upstream.records[-1].header("x-session-id"))
+    assert ids[0] == ids[1] != ids[2] and all(i.startswith("fp_") for i in ids)
+    salt = confdir / "cachepin-salt"
+    assert salt.stat().st_mode & 0o777 == 0o600 and len(salt.read_text().strip()) == 64
 
 
 def test_fingerprints_do_not_depend_on_the_process() -> None:

@@ -259,14 +259,14 @@ def _talk(anthropic_url: str, gemini_url: str) -> None:
 # -- crash safety of the files -----------------------------------------------------------------------
 
 _WRITER = """
-import sys
-from cachepin.views.files import append_line, write_json_atomic
+import json, sys
+from cachepin.views.files import append_line, write_atomic
 report, events = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 n = 0
 while True:
     n += 1
-    write_json_atomic(report, {"version": 1, "n": n, "pad": ["x" * 1000] * 2000})
+    write_atomic(report, [json.dumps({"version": 1, "n": n, "pad": ["x" * 1000] * 2000})])
     append_line(events, '{"n": %d, "pad": "%s"}' % (n, "y" * 5000))
 """
 
@@ -294,13 +294,13 @@ def test_a_crash_mid_write_leaves_whole_files(tmp_path: Path, delay: float) -> N
 
 def test_a_failed_write_keeps_the_previous_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "report.json"
-    reports.write_json_atomic(target, {"version": 1, "n": 1})
+    reports.write_atomic(target, [json.dumps({"version": 1, "n": 1})])
 
     def crash(*args: object) -> None:
         raise OSError("disk full")
 
     monkeypatch.setattr(reports.os, "fsync", crash)
     with pytest.raises(OSError):
-        reports.write_json_atomic(target, {"version": 1, "n": 2})
+        reports.write_atomic(target, [json.dumps({"version": 1, "n": 2})])
     assert json.loads(target.read_text()) == {"version": 1, "n": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -45,6 +45,7 @@ class Behaviour:
     status: int = 200
     text: str = "Hello from the fake upstream."
     cut_after: int | None = None  # SSE: drop the connection after this many events, without ending the body
+    end_delay: float = 0.0  # SSE: wait this long after the last event before ending the body
 
 
 
@@ -130,6 +131,8 @@ class FakeUpstream:
         tail = encoder.close()
         body += tail
         self.sent.append(bytes(body))  # known before any byte is sent: a client that has it all sees it here
+        if behaviour.end_delay:
+            actions.append(Pause(behaviour.end_delay))
         return [*actions, Send((chunk(tail) if tail else b"") + chunk(b""))]
 
     def _event_sent(self) -> None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
-from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
+from cachepin.response.extract import ERROR_TYPE, UNTYPED_ERROR, Extracted, UsageAccumulator, usage_from_json
 from cachepin.response.readers import usage_from_body
 from cachepin.response.usage import Usage
 from cachepin_tools.wire import framing
@@ -395,34 +395,53 @@ def test_a_usage_that_is_not_an_object_is_a_warning(dialect: Dialect, body: dict
 ERROR_CASES = [
     pytest.param(
         Dialect.ANTHROPIC, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
-        "overloaded_error: Overloaded", id="anthropic",
+        "overloaded_error", id="anthropic",
     ),
     pytest.param(
         Dialect.OPENAI_CHAT,
         {"error": {"message": "Rate limit reached", "type": "rate_limit_exceeded", "param": None, "code": None}},
-        "rate_limit_exceeded: Rate limit reached", id="openai-chat",
+        "rate_limit_exceeded", id="openai-chat",
+    ),
+    pytest.param(
+        Dialect.OPENAI_CHAT,
+        {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error", "param": None,
+                   "code": "invalid_api_key"}},
+        "invalid_request_error", id="openai-type-before-code",
     ),
     pytest.param(
         Dialect.OPENAI_CHAT, {"id": "gen-1", "error": {"code": 502, "message": "Provider returned error"},
                               "choices": [{"finish_reason": "error"}]},
-        "502: Provider returned error", id="openrouter-mid-stream",
+        "502", id="openrouter-mid-stream",
     ),
     pytest.param(
         Dialect.OPENAI_RESPONSES,
         {"type": "error", "code": "server_error", "message": "The server had an error", "param": None},
-        "server_error: The server had an error", id="responses-error-event",
+        "server_error", id="responses-error-event",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES, {"type": "error", "code": None, "message": "AIzaSyPLANTED: bad key"},
+        "provider_error", id="responses-error-event-without-code",
     ),
     pytest.param(
         Dialect.OPENAI_RESPONSES,
         {"type": "response.failed", "response": {"status": "failed", "error": {
             "code": "rate_limit_exceeded", "message": "Slow down"}, "usage": None}},
-        "rate_limit_exceeded: Slow down", id="responses-failed",
+        "rate_limit_exceeded", id="responses-failed",
+    ),
+    pytest.param(
+        Dialect.OPENAI_RESPONSES, {"type": "response.failed", "response": {"status": "failed", "error": {
+            "message": "sk-PLANTED: quota"}}},
+        "response.failed", id="responses-failed-without-code",
     ),
     pytest.param(
         Dialect.GEMINI, {"error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}},
-        "RESOURCE_EXHAUSTED: Resource exhausted", id="gemini",
+        "RESOURCE_EXHAUSTED", id="gemini",
     ),
-    pytest.param(Dialect.OPENAI_CHAT, {"error": "upstream timeout"}, "upstream timeout", id="string-error"),
+    pytest.param(
+        Dialect.GEMINI, [{"error": {"code": 400, "message": "API key not valid", "status": "INVALID_ARGUMENT"}}],
+        "INVALID_ARGUMENT", id="gemini-json-array",
+    ),
+    pytest.param(Dialect.OPENAI_CHAT, {"error": "upstream timeout"}, "provider_error", id="string-error"),
 ]
 
 
@@ -431,12 +450,31 @@ def test_error_events(dialect: Dialect, event: dict, expected: str) -> None:
     assert usage_from_json(dialect, event) == Extracted(error=expected)
 
 
-def test_errors_are_short_and_carry_only_type_and_message() -> None:
-    event = {"type": "error", "error": {"type": "invalid_request_error", "message": "x" * 5000,
-                                        "prompt": "SECRET PROMPT"}}
-    error = usage_from_json(Dialect.ANTHROPIC, event).error
-    assert error is not None and len(error) <= 200
-    assert error.startswith("invalid_request_error: xxx") and "SECRET" not in error
+KEY = "AIzaSyPLANTED-key-0123456789abcdefghij"
+
+
+@pytest.mark.parametrize("event", [
+    {"error": f"{KEY}: API key not valid. Please pass a valid API key."},
+    {"code": "Client specified an invalid argument", "error": f"Incorrect API key provided: {KEY}"},  # xAI
+    {"error": {"message": f"{KEY}: API key not valid"}},
+    {"error": {"message": f"{KEY}: bad", "type": f"{KEY} was refused", "status": True, "code": 12.5}},
+    {"error": {"message": f"{KEY}: bad", "type": ["invalid_request_error"], "code": {"name": "x"}}},
+    {"error": {"type": "x" * 41, "message": "too long to be a type"}},
+    {"type": "error", "message": f"{KEY}: bad", "code": f"{KEY} "},
+], ids=["string-starting-with-key", "xai-string", "message-only", "types-not-identifiers", "types-not-scalars",
+        "type-too-long", "responses-code-with-space"])
+def test_an_error_without_a_structured_type_is_untyped(event: dict) -> None:
+    """Free text never becomes a type, not even the part before a colon: the key would reach the log line."""
+    assert usage_from_json(Dialect.OPENAI_RESPONSES, event) == Extracted(error=UNTYPED_ERROR)
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.text(), fields=st.dictionaries(st.sampled_from(["type", "status", "code", "param"]),
+                                                  st.none() | st.booleans() | st.integers() | st.text()))
+def test_the_error_is_a_structured_field_or_untyped_never_the_message(message: str, fields: dict) -> None:
+    error = usage_from_json(Dialect.GEMINI, {"error": {**fields, "message": message}}).error
+    assert error is not None and ERROR_TYPE.fullmatch(error)
+    assert error == UNTYPED_ERROR or error in {str(fields.get(k)) for k in ("type", "status", "code")}
 
 
 def test_an_error_mid_stream_keeps_the_usage_read_so_far() -> None:
@@ -447,7 +485,7 @@ def test_an_error_mid_stream_keeps_the_usage_read_so_far() -> None:
         event_names=True,
     )
     result = usage_from_body(Dialect.ANTHROPIC, "text/event-stream", body)
-    assert result.error == "overloaded_error: Overloaded"
+    assert result.error == "overloaded_error"
     assert figures(result.usage) == ("anthropic", "c", 3, 500, None, 1, None, None)
 
 
@@ -456,7 +494,7 @@ def test_a_failed_response_reports_both_error_and_usage() -> None:
                                                                                     "message": "boom"},
                                                         "usage": {"input_tokens": 10, "output_tokens": 0}}})
     result = usage_from_body(Dialect.OPENAI_RESPONSES, "text/event-stream", body)
-    assert result.error == "server_error: boom"
+    assert result.error == "server_error"
     assert figures(result.usage) == ("openai", "gpt-5", 10, None, None, 0, None, None)
 
 
@@ -464,7 +502,7 @@ def test_the_first_error_is_kept() -> None:
     accumulator = UsageAccumulator(Dialect.OPENAI_RESPONSES)
     accumulator.feed({"type": "error", "code": "first", "message": "a"})
     accumulator.feed({"type": "response.failed", "response": {"error": {"code": "second", "message": "b"}}})
-    assert accumulator.result.error == "first: a"
+    assert accumulator.result.error == "first"
 
 
 def test_created_events_with_null_error_and_usage_are_not_errors() -> None:

@@ -9,7 +9,7 @@ from cachepin.request.thread import Position, Thread
 from cachepin.response.usage import Usage
 from cachepin.turns.counts import Counts
 from cachepin.turns.explain import Explanation, Reason
-from cachepin.turns.ledger import Ledger, judge_min_hit
+from cachepin.turns.ledger import EVICTED_MEMORY, Ledger, judge_min_hit
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect
 
@@ -25,7 +25,8 @@ HTTP_ERROR = (529, None, None)
 BROKEN = (200, "stream cut", usage(read=0))
 
 
-def play(ledger: Ledger, turns: list[Spec], session_id: str = "s1") -> list[list[str]]:
+def play(ledger: Ledger, turns: list[Spec], session_id: str = "s1",
+         position: Position | None = None) -> list[list[str]]:
     """Record the turns in one session; returns the new failure messages of each record()."""
     out = []
     for i, (status, error, reported) in enumerate(turns):
@@ -41,6 +42,7 @@ def play(ledger: Ledger, turns: list[Spec], session_id: str = "s1") -> list[list
             ttft_ms=100.0,
             duration_ms=900.0,
             error=error,
+            position=position,
         )
         out.append(new)
     return out
@@ -332,6 +334,46 @@ def test_an_evicted_failure_already_reported_is_not_new_again() -> None:
     assert len(ledger.finalize()) == 1
     assert play(ledger, [ok(0)], "b") == [[]]
     assert len(ledger.failures) == 1
+
+
+@pytest.mark.parametrize("expect, status", [("warm", False), ("off", True)])
+def test_a_session_that_comes_back_after_eviction_is_numbered_on_and_its_misses_count(expect: str,
+                                                                                     status: bool) -> None:
+    """300 conversations over max_sessions=100: every one is evicted before its next turn."""
+    ledger = Ledger(expect=expect, max_sessions=100)
+    for turn in range(3):
+        for conversation in range(300):
+            position = Position.START if turn == 0 else Position.CONTINUATION
+            play(ledger, [ok(0, creation=1538 if turn == 0 else 0)], f"s{conversation}", position)
+    assert ledger.evicted == 300 * 3 - 100 and ledger.seen == 300
+    held = ledger.sessions
+    assert len(held) == 100 and [turn.index for session in held for turn in session.turns] == [3] * 100
+    assert {turn.verdict.value for session in held for turn in session.turns} == {"miss"}
+    assert ledger.ok is status
+    if expect == "warm":  # turns 2 and 3 of every conversation read nothing
+        assert sorted({(f.turn, f.session_id) for f in ledger.failures}) == sorted(
+            (turn, f"s{c}") for turn in (2, 3) for c in range(300))
+
+
+def test_returning_sessions_keep_their_place_in_the_report() -> None:
+    ledger = Ledger(max_sessions=1)
+    play(ledger, [ok(0)], "a")
+    play(ledger, [ok(0)], "b")
+    play(ledger, [ok(500)], "a", Position.CONTINUATION)
+    play(ledger, [ok(0)], "c")
+    play(ledger, [ok(500)], "b", Position.CONTINUATION)
+    session, = ledger.sessions
+    assert (session.session_id, session.seq, session.turns[0].index) == ("b", 1, 2)
+    assert ledger.seen == 3
+
+
+def test_the_memory_of_evicted_sessions_is_bounded() -> None:
+    ledger = Ledger(max_sessions=2)
+    for conversation in range(EVICTED_MEMORY * 2 + 10):
+        play(ledger, [ok(0)], f"s{conversation}")
+    assert len(ledger._evicted) == EVICTED_MEMORY * 2
+    play(ledger, [ok(0)], "s0")  # forgotten: it starts again, and counts as a session again
+    assert ledger.sessions[-1].turns[0].index == 1 and ledger.seen == EVICTED_MEMORY * 2 + 11
 
 
 def test_unlimited_sessions() -> None:

@@ -31,7 +31,7 @@ from cachepin.views.log_line import turn_log_line
         ),
         (
             Turn(index=4, flow_id="f", started_at=0.0, status=200, stream=True, verdict=Verdict.ERROR,
-                 error="overloaded_error: Overloaded, see the prompt you sent"),  # fmt: skip
+                 error="overloaded_error"),  # fmt: skip
             "cachepin session=3f2a9c1e-000… turn=4 model=- verdict=error read=- creation=- input=- "
             "output=- status=200 error=overloaded_error",
         ),

@@ -90,5 +90,17 @@ def test_checks_given_by_the_addon_replace_the_declared_ones() -> None:
 
 
 def test_every_declared_option_is_prefixed_by_its_addon() -> None:
+    """But the salt, which both addons declare alike: both derive ids from prompt text, with the same key."""
     assert all(option.name.startswith("affinity_") for option in options.INJECT)
-    assert all(option.name.startswith("cache_") for option in options.AUDIT)
+    assert all(option.name.startswith("cache_") for option in options.AUDIT if option is not options.SALT)
+    assert options.SALT in options.INJECT and options.SALT in options.AUDIT
+
+
+@pytest.mark.parametrize("value, accepted", [("", True), ("x" * 15, False), ("x" * 16, True),
+                                             ("a-fleet-wide-secret-0123456789", True)])
+def test_a_salt_is_the_proxys_own_or_long_enough_to_be_a_secret(value: str, accepted: bool) -> None:
+    if accepted:
+        assert options.salt(value) == value
+    else:
+        with pytest.raises(ValueError, match="affinity_salt must be at least 16 characters"):
+            options.salt(value)

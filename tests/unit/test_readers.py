@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.extract import Extracted, UsageAccumulator
-from cachepin.response.readers import StreamTap, is_event_stream, usage_from_body
+from cachepin.response.readers import StreamTap, interrupted, is_event_stream, usage_from_body
 from cachepin.response.usage import Usage
 from cachepin_tools.wire import anthropic, framing, gemini
 from cachepin_tools.wire.tokens import Tokens
@@ -48,8 +48,8 @@ OPENAI = framing.stream([
 OPENAI_USAGE = Usage("openai", "gpt-4o", 204, 0, 4096, 52)
 
 GEMINI = framing.stream([(None, gemini.response(gemini.usage_metadata(
-    Tokens(1928, read=3072, creation=None, output=n + 25, reasoning=25)), f"part {n}", "gemini-2.5-pro"))
-    for n in (3, 17, 40)], framing.GEMINI)
+    Tokens(1928, read=3072, creation=None, output=n + 25, reasoning=25)), f"part {n}", "gemini-2.5-pro",
+    "STOP" if n == 40 else None)) for n in (3, 17, 40)], framing.GEMINI)
 GEMINI_USAGE = Usage("gemini", "gemini-2.5-pro", 1928, None, 3072, 65)
 
 RESPONSES = framing.stream([
@@ -64,6 +64,9 @@ RESPONSES_USAGE = Usage("openai", "gpt-5", 288, None, 6912, 140)
 STREAMS = [
     pytest.param(Dialect.ANTHROPIC, ANTHROPIC, ANTHROPIC_USAGE, id="anthropic"),
     pytest.param(Dialect.ANTHROPIC, ANTHROPIC.replace(b"\n", b"\r\n"), ANTHROPIC_USAGE, id="anthropic-crlf"),
+    pytest.param(Dialect.ANTHROPIC, ANTHROPIC.replace(b"\n", b"\r"), ANTHROPIC_USAGE, id="anthropic-cr"),
+    # each event's JSON over several data lines (the SSE rules join them with LF)
+    pytest.param(Dialect.GEMINI, GEMINI.replace(b", ", b",\r\ndata: "), GEMINI_USAGE, id="gemini-multiline"),
     pytest.param(Dialect.OPENAI_CHAT, OPENAI, OPENAI_USAGE, id="openai-chat"),
     pytest.param(Dialect.GEMINI, GEMINI, GEMINI_USAGE, id="gemini"),
     pytest.param(Dialect.OPENAI_RESPONSES, RESPONSES, RESPONSES_USAGE, id="responses"),
@@ -85,30 +88,30 @@ def cut(body: bytes, points: list[int]) -> list[bytes]:
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)
 def test_whole_stream(dialect: Dialect, body: bytes, expected: Usage) -> None:
-    assert run_tap(dialect, [body]).result == Extracted(expected)
+    assert run_tap(dialect, [body]).result == Extracted(expected, final=True)
 
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)
 def test_split_in_two_at_every_byte(dialect: Dialect, body: bytes, expected: Usage) -> None:
     for i in range(len(body) + 1):
-        assert run_tap(dialect, [body[:i], body[i:]]).result == Extracted(expected), f"cut at {i}"
+        assert run_tap(dialect, [body[:i], body[i:]]).result == Extracted(expected, final=True), f"cut at {i}"
 
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)
 def test_one_byte_at_a_time(dialect: Dialect, body: bytes, expected: Usage) -> None:
-    assert run_tap(dialect, [body[i : i + 1] for i in range(len(body))]).result == Extracted(expected)
+    assert run_tap(dialect, [body[i : i + 1] for i in range(len(body))]).result == Extracted(expected, final=True)
 
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)
 @settings(max_examples=60, deadline=None)
 @given(points=st.lists(st.integers(min_value=0, max_value=4096), max_size=30))
 def test_random_cuts(dialect: Dialect, body: bytes, expected: Usage, points: list[int]) -> None:
-    assert run_tap(dialect, cut(body, points)).result == Extracted(expected)
+    assert run_tap(dialect, cut(body, points)).result == Extracted(expected, final=True)
 
 
 @pytest.mark.parametrize("dialect, body, expected", STREAMS)
 def test_replayed_body_reads_the_same(dialect: Dialect, body: bytes, expected: Usage) -> None:
-    assert usage_from_body(dialect, "text/event-stream", body) == Extracted(expected)
+    assert usage_from_body(dialect, "text/event-stream", body) == Extracted(expected, final=True)
 
 
 
@@ -134,14 +137,15 @@ ENCODINGS = [
 @given(points=st.lists(st.integers(min_value=0, max_value=2048), max_size=20))
 def test_compressed_streams_with_random_cuts(encoding, compress, dialect, body, expected, points) -> None:
     chunks = cut(compress(body), points)
-    assert run_tap(dialect, chunks, encoding).result == Extracted(expected)
+    assert run_tap(dialect, chunks, encoding).result == Extracted(expected, final=True)
 
 
 @pytest.mark.parametrize("encoding, compress", ENCODINGS)
 def test_compressed_stream_split_in_two_at_every_byte(encoding, compress) -> None:
     wire = compress(ANTHROPIC)
     for i in range(len(wire) + 1):
-        assert run_tap(Dialect.ANTHROPIC, [wire[:i], wire[i:]], encoding).result == Extracted(ANTHROPIC_USAGE)
+        result = run_tap(Dialect.ANTHROPIC, [wire[:i], wire[i:]], encoding).result
+        assert result == Extracted(ANTHROPIC_USAGE, final=True)
 
 
 @pytest.mark.parametrize(
@@ -213,7 +217,7 @@ def test_error_event_mid_stream() -> None:
     start, rest = ANTHROPIC.split(b"event: content_block_delta", 1)
     error = b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
     result = run_tap(Dialect.ANTHROPIC, [start + error]).result
-    assert result.error == "overloaded_error: Overloaded"
+    assert result.error == "overloaded_error"
     assert result.usage == Usage("anthropic", "claude-opus-4-6", 12, 640, 9000, 1, 640, 0)
 
 
@@ -221,7 +225,7 @@ def test_openai_error_chunk_mid_stream() -> None:
     chunks = OPENAI.split(b"\n\n")[:2]
     error = framing.frame({"error": {"type": "server_error", "message": "The model crashed"}})
     result = run_tap(Dialect.OPENAI_CHAT, [b"\n\n".join(chunks) + b"\n\n", error]).result
-    assert result == Extracted(error="server_error: The model crashed")
+    assert result == Extracted(error="server_error")
 
 
 @pytest.mark.parametrize("first", [True, False], ids=["error before usage", "error after usage"])
@@ -231,7 +235,7 @@ def test_latest_only_keeps_stream_order_around_errors(first: bool) -> None:
     error = b'data: {"error": {"code": 500, "message": "Internal", "status": "INTERNAL"}}'
     lines = [error, *events] if first else [*events, error]
     result = run_tap(Dialect.GEMINI, [b"\n\n".join(lines) + b"\n\n"]).result
-    assert result.error == "INTERNAL: Internal"
+    assert result.error == "INTERNAL"
     assert result.usage == GEMINI_USAGE
 
 
@@ -250,10 +254,10 @@ def test_result_can_be_read_while_streaming() -> None:
     assert first is not None and first.output_tokens == 28
     tap(events[1])
     second = tap.result.usage
-    assert second is not None and second.output_tokens == 42
+    assert second is not None and second.output_tokens == 42 and not tap.result.final
     tap(events[2])
     tap(b"")
-    assert tap.result == Extracted(GEMINI_USAGE)
+    assert tap.result == Extracted(GEMINI_USAGE, final=True)
 
 
 def test_first_byte_is_timed_once() -> None:
@@ -337,3 +341,15 @@ def test_usage_from_body_edge_cases(content_type: str, body: bytes, expected: Ex
 )
 def test_is_event_stream(content_type: str, expected: bool) -> None:
     assert is_event_stream(content_type) is expected
+
+
+@pytest.mark.parametrize("read, expected_error", [
+    (Extracted(ANTHROPIC_USAGE, final=True), None),  # the client hung up at the last event: complete
+    (Extracted(ANTHROPIC_USAGE), "Client disconnected."),  # cut before the final usage
+    (Extracted(ANTHROPIC_USAGE, error="overloaded_error", final=True), "overloaded_error"),  # the provider's own
+    (Extracted(), "Client disconnected."),
+])
+def test_a_response_that_did_not_end_is_an_error_unless_its_final_usage_was_read(read: Extracted,
+                                                                                  expected_error: str | None) -> None:
+    settled = interrupted(read, "Client disconnected.")
+    assert settled.error == expected_error and settled.usage == read.usage

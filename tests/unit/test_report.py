@@ -12,7 +12,7 @@ from cachepin.turns.ledger import Ledger
 from cachepin.turns.models import Price, PriceTable
 from cachepin.turns.pricing import cost
 from cachepin.turns.turn import Turn, Verdict
-from cachepin.views.report import event_line, report_dict, turn_dict
+from cachepin.views.report import event_line, report_json, turn_dict
 
 COUNTS = {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
 V1_TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",
@@ -24,13 +24,17 @@ SESSION_KEYS = V1_SESSION_KEYS | SUMS | {"threads"}
 THREAD_KEYS = {"thread_id", "source", "parent", "model", "turns"} | SUMS
 
 
+def read_report(ledger: Ledger, about: dict[str, object] | None = None) -> dict:
+    return json.loads("".join(report_json(ledger, about)))
+
+
 # --- the JSON report ----------------------------------------------------------------------------
 
 
 def test_report_schema_has_exactly_the_version_2_keys(ledger: Ledger) -> None:
     about = {"generated_at": "2026-12-02T17:00:00.000Z", "started_at": "2026-12-02T16:00:00.000Z", "run_id": "r1",
              "versions": {"cachepin": "0.1.0", "mitmproxy": "12.3.1"}}
-    report = report_dict(ledger, about)
+    report = read_report(ledger, about)
     assert set(report) == {"version", "ok", "expectations", "totals", "sessions", "failures"} | set(about)
     assert report["version"] == 2 and report["run_id"] == "r1"
     assert report["ok"] is False
@@ -44,7 +48,7 @@ def test_report_schema_has_exactly_the_version_2_keys(ledger: Ledger) -> None:
 
 def test_a_version_1_reader_still_finds_what_it_read(ledger: Ledger) -> None:
     """Version 2 only adds: sessions[].requests, the four sums and turns[].verdict are where they were."""
-    report = report_dict(ledger)
+    report = read_report(ledger)
     assert all(V1_SESSION_KEYS <= set(s) and all(V1_TURN_KEYS <= set(t) for t in s["turns"])
                for s in report["sessions"])
     assert [s["requests"] for s in report["sessions"]] == [2, 2, 1]
@@ -52,7 +56,7 @@ def test_a_version_1_reader_still_finds_what_it_read(ledger: Ledger) -> None:
 
 
 def test_report_figures(ledger: Ledger) -> None:
-    report = report_dict(ledger)
+    report = read_report(ledger)
     assert report["totals"] == {
         "input_tokens": 44, "cache_creation_input_tokens": 12076, "cache_read_input_tokens": 9000,
         "output_tokens": 28, "requests": 5, "errors": 1, "hit_ratio": round(9000 / 21120, 4),
@@ -82,13 +86,27 @@ def test_report_figures(ledger: Ledger) -> None:
     )
 
 
-def test_report_json_round_trip(ledger: Ledger) -> None:
-    report = report_dict(ledger)
-    assert json.loads(json.dumps(report)) == report
+def evicted_and_failing() -> Ledger:
+    ledger = Ledger(expect="warm", max_sessions=1)
+    for sid in ("old", "old", "new\u2028\x01\"id"):
+        record(ledger, sid, 0)
+    ledger.finalize()
+    return ledger
+
+
+@pytest.mark.parametrize("make", [lambda: None, Ledger, evicted_and_failing], ids=["fixture", "empty", "evicted"])
+def test_the_report_written_in_pieces_is_what_json_dumps_writes(ledger: Ledger, make) -> None:
+    """Byte for byte the indented JSON of version 2, whatever the ids hold: only the writing changed."""
+    ledger = make() or ledger
+    about = {"generated_at": "2026-12-02T17:00:00.000Z", "versions": {"cachepin": "0.1.0"}}
+    text = "".join(report_json(ledger, about))
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    assert list(json.loads(text)) == ["version", "generated_at", "versions", "ok", "expectations", "totals",
+                                      "sessions", "failures"]
 
 
 def test_an_empty_ledger_reports_nulls_not_zero_percent() -> None:
-    report = report_dict(Ledger())
+    report = read_report(Ledger())
     assert report["ok"] is True
     assert report["totals"] == {name: None for name in COUNTS} | {
         "requests": 0, "errors": 0, "hit_ratio": None, "judged_hit_ratio": None, "cost": None, "sessions": 0,
@@ -101,7 +119,7 @@ def test_evicted_sessions_leave_their_failures_and_totals() -> None:
     record(ledger, "old", 0)
     record(ledger, "old", 0)
     record(ledger, "new", 0)
-    report = report_dict(ledger)
+    report = read_report(ledger)
     assert [s["session_id"] for s in report["sessions"]] == ["new"]
     assert report["totals"]["requests"] == 3
     assert [f["session_id"] for f in report["failures"]] == ["old"]
@@ -139,7 +157,7 @@ def test_costs_per_turn_session_and_total_with_evicted_sessions_kept() -> None:
     record(ledger, "a", 0, status=529)  # error turns are never priced
     record(ledger, "b", 0, creation=0, input_tokens=1_000_000)  # evicts "a"
     out = 7 * 15 / 1_000_000
-    report = report_dict(ledger)
+    report = read_report(ledger)
     assert report["totals"]["cost"] == {"billed": round(3.75 + 0.3 + 3 + 3 * out, 6),
                                         "uncached": round(9 + 3 * out, 6),
                                         "saving": round(9 - 3.75 - 0.3 - 3, 6)}
@@ -151,5 +169,5 @@ def test_costs_per_turn_session_and_total_with_evicted_sessions_kept() -> None:
 def test_unknown_models_have_no_cost() -> None:
     ledger = Ledger(pricer=lambda turn: cost(turn.usage(), PriceTable({})))
     record(ledger, "a", 0)
-    report = report_dict(ledger)
+    report = read_report(ledger)
     assert report["totals"]["cost"] is None and report["sessions"][0]["turns"][0]["cost"] is None

@@ -10,7 +10,6 @@ a restart, derives the same id for the same conversation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,7 @@ from typing import TypeGuard
 
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
+from cachepin.request.salt import digest
 from cachepin.request.volatile import is_volatile_system_text
 
 # Header names clients and gateways use for a session id, in priority order. Per-request ids (Codex's
@@ -75,11 +75,13 @@ def resolve(
     body: object,
     dialect: Dialect | None,
     chains: ResponseChains | None = None,
+    salt: bytes = b"",
 ) -> Resolution:
     """The session of one request. ``body`` is the parsed JSON body, or None when unreadable.
 
     An id the client sends wins; then the session of the response the request
-    continues (``chains``); then the fingerprint of the conversation's start.
+    continues (``chains``); then the fingerprint of the conversation's start,
+    keyed with ``salt`` (``salt.proxy_salt``).
     """
     resolution = from_headers(headers)
     if resolution.session_id is not None:
@@ -93,7 +95,7 @@ def resolve(
         chained = chains.session_of(body) if chains is not None else None
         if chained is not None:
             return Resolution(chained, "body:previous_response_id", tuple(rejected))
-        fingerprinted = fingerprint(body, dialect)
+        fingerprinted = fingerprint(body, dialect, salt)
         if fingerprinted is not None:
             return Resolution(fingerprinted, "fingerprint", tuple(rejected))
     return Resolution(None, "none", tuple(rejected))
@@ -137,8 +139,8 @@ def _session_from_user_id(user_id: object) -> object:
     return match.group(1) if match else None
 
 
-def fingerprint(body: dict, dialect: Dialect | None) -> str | None:
-    """A hash of the system prompt and first user message: stable while the conversation grows.
+def fingerprint(body: dict, dialect: Dialect | None, salt: bytes = b"") -> str | None:
+    """A keyed hash of the system prompt and first user message: stable while the conversation grows.
 
     The model, tools, cache_control markers and later turns are left out, so
     a conversation keeps its id when the client switches models or moves its
@@ -150,8 +152,7 @@ def fingerprint(body: dict, dialect: Dialect | None) -> str | None:
     canonical = json.dumps(
         [_FINGERPRINT_VERSION, system, first_user], ensure_ascii=False, separators=(",", ":")
     )
-    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"fp_{digest[:32]}"
+    return f"fp_{digest(salt, canonical)[:32]}"
 
 
 def stable_start(body: dict, dialect: Dialect | None) -> tuple[list[str], list[str]]:

@@ -19,13 +19,13 @@ nothing is a miss even on a proxy that never saw the turns before it.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cachepin.request.dialects import Dialect
+from cachepin.request.salt import digest
 from cachepin.request.session import conversation_id, is_valid_id, stable_start
 
 # (thread header, its parent header), in priority order.
@@ -55,9 +55,9 @@ def model_family(model: str | None) -> str:
     return _DATED.sub("", (model or "").strip().lower())
 
 
-def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect) -> Thread | None:
+def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect, salt: bytes = b"") -> Thread | None:
     """The thread a request belongs to, None when neither headers nor body tell (then the ledger keeps one
-    thread per model); ``headers`` are matched case-insensitively."""
+    thread per model); ``headers`` are matched case-insensitively, a lineage is keyed with ``salt``."""
     lowered = {name.lower(): value for name, value in headers.items()}
     parent_session = lowered.get(PARENT_SESSION_HEADER)
     for name, parent_name in THREAD_HEADERS:
@@ -72,19 +72,19 @@ def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect) -
     if body is not None:
         model = body.get("model")
         try:
-            return Thread(lineage(body, dialect, model if isinstance(model, str) else None), "lineage", parent)
+            return Thread(lineage(body, dialect, model if isinstance(model, str) else None, salt), "lineage", parent)
         except RecursionError:  # nested deeper than Python recurses: one thread per model, as without a body
             return None
     return None
 
 
-def lineage(body: dict, dialect: Dialect, model: str | None) -> str:
+def lineage(body: dict, dialect: Dialect, model: str | None, salt: bytes = b"") -> str:
     """A stable id of what a provider caches first: the same for every request of one conversation."""
     system, first_user = stable_start(body, dialect)
     tools = body.get("tools")
     canonical = json.dumps([_LINEAGE_VERSION, model_family(model), tools if isinstance(tools, list) else [],
                             system, first_user], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "ln_" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return "ln_" + digest(salt, canonical)[:16]
 
 
 def position_of(body: dict | None, dialect: Dialect) -> Position | None:

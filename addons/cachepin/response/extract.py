@@ -13,6 +13,7 @@ never from the host: in reverse mode every gateway has its own host name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -25,6 +26,13 @@ ERROR_MARK = b'"error"'
 
 Inside a JSON string a quote is escaped, so model text never matches.
 """
+
+ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+"""What an error type is: a short identifier from a provider's own vocabulary (``overloaded_error``,
+``INVALID_ARGUMENT``, ``429``, ``response.failed``), safe to print in a log line."""
+
+UNTYPED_ERROR = "provider_error"
+"""The type of an error the provider gave no type for: a plain-string ``error``, an object with a message only."""
 
 USAGE_MARKS: dict[Dialect, bytes] = {
     # Every count key of the Anthropic and OpenAI families ends in _tokens;
@@ -39,7 +47,6 @@ USAGE_MARKS: dict[Dialect, bytes] = {
 """Bytes that every usage-bearing event of a dialect contains, for the SSE scanner's search."""
 
 _MAX_WARNINGS = 8  # distinct warnings kept per response: bounded memory on hostile streams
-_MAX_ERROR_CHARS = 200  # provider messages may quote the request; keep them short
 _RESPONSES_FINAL = ("response.completed", "response.incomplete", "response.failed")  # tuple: "type" may be unhashable
 
 
@@ -48,9 +55,10 @@ class Extracted:
     """What one response said about its usage, and what went wrong reading it."""
 
     usage: Usage | None = None
-    error: str | None = None  # the provider's error event, "type: message"
+    error: str | None = None  # a provider's error, by its type only (ERROR_TYPE); the adapters add connection errors
     warning: str | None = None  # why figures were dropped or parsing stopped; "; "-joined
     response_id: str | None = None  # the provider's id of the response that reported the usage
+    final: bool = False  # the response's last usage report was read: a stream cut after it lost no figure
 
 
 class _Reader:
@@ -115,16 +123,17 @@ def _anthropic(provider: str, holder: dict, usage: dict, r: _Reader) -> Usage:
     )
 
 
-def _first_choice(event: dict) -> dict:
-    choices = event.get("choices")
-    first = choices[0] if isinstance(choices, list) and choices else None
+def _first_of(event: dict, key: str) -> dict:
+    """The first object of a list field (``choices``, ``candidates``), or an empty one."""
+    items = event.get(key)
+    first = items[0] if isinstance(items, list) and items else None
     return first if isinstance(first, dict) else {}
 
 
 def _chat_usage(event: dict) -> object:
     """Moonshot puts the final usage at ``choices[0].usage`` instead of the top level."""
     usage = event.get("usage")
-    return usage if usage is not None else _first_choice(event).get("usage")
+    return usage if usage is not None else _first_of(event, "choices").get("usage")
 
 
 def _is_openrouter(holder: dict, usage: dict) -> bool:
@@ -249,31 +258,36 @@ _NORMALISERS: dict[Dialect, Callable[[dict, dict, _Reader], Usage]] = {
 }
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 1] + "…"
+_TYPE_FIELDS = ("type", "status", "code")  # Anthropic and OpenAI, Gemini, OpenRouter and Responses
 
 
-def _describe(error: dict) -> str:
-    """``type: message`` of a provider error object; nothing else, as it may echo the prompt."""
-    kind = next((error[k] for k in ("type", "status", "code") if isinstance(error.get(k), str | int)), None)
-    message = error.get("message")
-    parts = [str(kind) if kind is not None else None, message if isinstance(message, str) else None]
-    return _short(": ".join(p for p in parts if p) or "error")
+def _error_type(error: object, fields: tuple[str, ...] = _TYPE_FIELDS) -> str | None:
+    """The first of ``fields`` that holds an identifier, or None.
+
+    Only fields a provider fills from its own vocabulary: the message is free
+    text that may quote the request, its prompt or its API key, so no part of
+    it is ever taken, not even the text before a colon.
+    """
+    if not isinstance(error, dict):
+        return None
+    for field in fields:
+        value = error.get(field)
+        if isinstance(value, str | int) and not isinstance(value, bool) and ERROR_TYPE.fullmatch(str(value)):
+            return str(value)
+    return None
 
 
 def _error_of(event: dict) -> str | None:
-    """The error an event reports: Anthropic ``error`` events, Responses failures, a top-level ``error``."""
+    """The type of the error an event reports (Anthropic ``error`` events, Responses failures and error
+    events, a top-level ``error``), or None when it reports none."""
     if event.get("type") == "response.failed":
         response = event.get("response")
-        error = response.get("error") if isinstance(response, dict) else None
-        return _describe(error) if isinstance(error, dict) else "response.failed"
+        return _error_type(response.get("error") if isinstance(response, dict) else None) or "response.failed"
     error = event.get("error")
-    if isinstance(error, dict):
-        return _describe(error)
-    if isinstance(error, str):
-        return _short(error)
+    if isinstance(error, dict | str):  # a string is a message only (xAI: "Incorrect API key provided: xai-…")
+        return _error_type(error) or UNTYPED_ERROR
     if event.get("type") == "error":  # Responses streams put code and message at the top level
-        return _describe({k: v for k, v in event.items() if k != "type"})
+        return _error_type(event, ("code",)) or UNTYPED_ERROR
     return None
 
 
@@ -294,21 +308,26 @@ class UsageAccumulator:
         # Every Gemini event restates usageMetadata in full; elsewhere a late
         # line with the mark need not carry usage, so each one is parsed.
         self.latest_only = dialect is Dialect.GEMINI
+        self.final_mark = b'"finishReason"' if self.latest_only else None  # see _is_final
         self._merges_deltas = dialect in (Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE)
         self._usage: dict | None = None  # the last usage object; Anthropic: merged
         self._holder: dict = {}  # the object that carried it (model, provider hints)
         self._error: str | None = None
         self._warnings: list[str] = []
+        self._final = False
+        self.changes = 0  # counts what may have changed ``result``: a stream's reader republishes it on change
 
     def warn(self, message: str) -> None:
         """Records a problem found while reading this response (deduplicated, bounded)."""
         if message not in self._warnings and len(self._warnings) < _MAX_WARNINGS:
             self._warnings.append(message)
+            self.changes += 1
 
     def feed(self, event: object) -> None:
         """Takes one parsed event; anything that is not a usage or error event is ignored."""
         if not isinstance(event, dict):
             return
+        self.changes += 1
         if self._error is None:
             self._error = _error_of(event)
         holder, usage = _usage_holder(self.dialect, event)
@@ -316,7 +335,9 @@ class UsageAccumulator:
             return
         if not isinstance(usage, dict):
             self.warn("usage dropped: not an object")
-        elif self._merges_deltas and event.get("type") == "message_delta" and self._usage is not None:
+            return
+        self._final = self._final or _is_final(self.dialect, event)
+        if self._merges_deltas and event.get("type") == "message_delta" and self._usage is not None:
             self._usage.update((k, v) for k, v in usage.items() if v is not None)
         else:
             self._usage, self._holder = dict(usage), holder
@@ -331,7 +352,28 @@ class UsageAccumulator:
         warnings = list(dict.fromkeys(self._warnings + reader.warnings))[:_MAX_WARNINGS]
         response_id = self._holder.get("id")
         return Extracted(usage, self._error, "; ".join(warnings) or None,
-                         response_id if isinstance(response_id, str) and len(response_id) <= 256 else None)
+                         response_id if isinstance(response_id, str) and len(response_id) <= 256 else None,
+                         self._final and usage is not None)
+
+
+def _is_final(dialect: Dialect, event: dict) -> bool:
+    """Whether a usage-bearing event is the response's last word on usage (what a stream sends last).
+
+    A client may hang up as soon as it has the final event (the OpenAI SDK
+    closes the connection at ``[DONE]``), before the proxy reads the end of
+    the body: a turn whose final usage was read is complete all the same.
+    """
+    match dialect:
+        case Dialect.ANTHROPIC | Dialect.BEDROCK_INVOKE:
+            return event.get("type") in ("message_delta", "message")  # a stream's last usage; a JSON body
+        case Dialect.OPENAI_RESPONSES:
+            return event.get("type") in _RESPONSES_FINAL or event.get("object") == "response"
+        case Dialect.GEMINI:
+            return bool(_first_of(event, "candidates").get("finishReason"))
+        case Dialect.OPENAI_CHAT:  # OpenAI's usage chunk has no choices; others' last chunk has a finish_reason
+            return not event.get("choices") or bool(_first_of(event, "choices").get("finish_reason"))
+        case _:  # Converse: the whole body
+            return True
 
 
 def usage_from_json(dialect: Dialect, obj: object) -> Extracted:

@@ -10,10 +10,13 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.decoding import DecodeError, IncrementalDecoder
 from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
+from cachepin.response.reading import as_record, from_record
 from cachepin.response.sse import SseScanner
 
 BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
@@ -48,13 +51,22 @@ def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extract
 
 
 def usage_of_response(
-    dialect: Dialect, content_type: str, tap: StreamTap | None, body: Callable[[], bytes | None], other_stream: bool
+    dialect: Dialect,
+    content_type: str,
+    tap: StreamTap | None,
+    body: Callable[[], bytes | None],
+    *,
+    other_stream: bool = False,
+    kept_reading: object = None,
+    live: bool = True,
 ) -> Extracted:
-    """What a finished response said: from its tap, else its kept body; else a warning saying what is missing.
+    """What a finished response said: from its tap, its kept body or the reading a capture kept.
 
-    ``body`` returns the content-decoded body, or None when mitmproxy kept none
-    (a streamed body); ``other_stream``: another addon's stream callable, not
-    the tap, streamed the response.
+    Else a warning that says what is missing. ``body`` returns the
+    content-decoded body, or None when mitmproxy kept none (a streamed body);
+    ``other_stream``: another addon's stream callable, not the tap, streamed
+    the response; ``kept_reading``: what the live run's tap read
+    (``reading.as_record``), found on a flow read from a file (``live`` false).
     """
     if tap is not None:
         return tap.result
@@ -63,10 +75,25 @@ def usage_of_response(
     kept = body()
     if kept is not None:
         return usage_from_body(dialect, content_type, kept)
+    read = from_record(kept_reading)
+    if read is not None:
+        return read
     if other_stream:
         return Extracted(warning="another addon streams this response, so its usage was not read")
+    if not live:
+        return Extracted(warning="the capture holds neither this streamed response's body nor the audit's reading "
+                                 "of it: capture with the cache_audit script loaded, or with "
+                                 "--set store_streamed_bodies=true")
     return Extracted(warning="the response body was streamed through and not kept, so its usage was not read: "
                              "add --set store_streamed_bodies=true")
+
+
+def interrupted(extracted: Extracted, message: str) -> Extracted:
+    """What a response that did not end said: an error turn (``message`` says why, unless the provider's own
+    error does), except when its final usage had been read: a client may hang up at its last event."""
+    if extracted.final and extracted.error is None:
+        return extracted
+    return replace(extracted, error=extracted.error or message)
 
 
 class StreamTap:
@@ -76,7 +103,10 @@ class StreamTap:
     exception in a stream callable makes mitmproxy drop the chunk, corrupting
     the client's stream. Any failure is recorded as a warning and stops the
     reading, never the passing on. ``first_byte_at`` serves time to first
-    token.
+    token. ``reading`` is what it has read (``reading.as_record``), kept up
+    to date as usage and error events pass: a flow that carries it in its
+    metadata is saved (``-w``, whose hooks run before any script's) with it,
+    even when the stream was cut before its end.
     """
 
     def __init__(
@@ -86,10 +116,12 @@ class StreamTap:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.first_byte_at: float | None = None
+        self.reading: dict[str, Any] = {}
         self._clock = clock
         self._accumulator = UsageAccumulator(dialect)
         self._scanner = SseScanner(self._accumulator)
         self._decoder: IncrementalDecoder | None = None
+        self._published = 0
         try:
             self._decoder = IncrementalDecoder(content_encoding)
         except DecodeError as exc:
@@ -114,6 +146,19 @@ class StreamTap:
         elif self._decoder is not None:  # the empty chunk: the end of the stream
             self._scanner.feed(self._decoder.finish())
             self._scanner.close()
+        if self._accumulator.changes != self._published:
+            self._publish()
+
+    def _publish(self) -> None:
+        """Without the scanner's flush: a Gemini line held back is published when the next one replaces it, or
+        at the end; parsing each one here would undo that saving."""
+        self._published = self._accumulator.changes
+        self.reading.update(as_record(self._accumulator.result))
+
+    @property
+    def interrupted(self) -> Extracted:
+        """What a stream that did not end had said, as the flow's ``reading`` keeps it: what a replay sees."""
+        return from_record(self.reading) or Extracted()
 
     def _safely[*Args](self, step: Callable[[*Args], None], *args: *Args) -> None:
         """Runs one step of the reading; a failure stops the reading and becomes a warning."""
@@ -128,3 +173,4 @@ class StreamTap:
         self._decoder = None
         with contextlib.suppress(Exception):
             self._accumulator.warn(warning)
+            self._publish()

@@ -1,12 +1,27 @@
-"""The SSE scanner: finds the few ``data:`` lines of a stream that carry usage or an error.
+"""The SSE scanner: finds the few events of a stream that carry usage or an error, and parses only those.
 
 mitmproxy runs every stream callable on its one event loop, so the tap must
 keep up with the wire: JSON-parsing every event of an Anthropic stream runs at
 about 35 MB/s, far below what a proxy must tee. Usage and errors sit in a
 handful of events, so the scanner searches the decoded bytes with
 ``bytes.find`` for the marks those events carry (``USAGE_MARKS``,
-``ERROR_MARK``) and parses only the complete ``data:`` lines that contain
-one. A mark inside model text costs one needless parse, nothing more.
+``ERROR_MARK``) and parses only the complete events that contain one. A mark
+inside model text costs one needless parse, nothing more.
+
+It reads events as the WHATWG HTML standard's server-sent events parser, and
+so the clients' SDKs, does: a line ends at CR, LF or CRLF, whatever the mix,
+and a CRLF cut between two pieces is still one line end; a blank line ends an
+event; the values of its ``data`` lines, each without the one space after the
+colon, joined with ``\n``, are the JSON it carries, whichever of those lines
+holds the mark; comments and the other fields are ignored. Unlike the
+standard, the last event counts at the end of the stream even without its
+blank line: a proxy sees streams cut short.
+
+A blank line is a line end followed by another, and a CR before an LF is half
+of a CRLF, so the byte pairs ``\n\n``, ``\n\r`` and ``\r\r``, wherever they
+occur, are exactly where events end. The scanner looks for those and splits
+an event into lines only once it holds a mark. A piece without CR, as
+providers send, needs only the first pair, and pays one ``memchr`` to know it.
 
 The same scanner reads live streams and buffered or replayed bodies
 (``readers``), so live and offline figures cannot disagree. It knows nothing
@@ -19,7 +34,12 @@ import json
 from typing import Protocol
 
 MAX_LINE = 8 * 1024 * 1024
-"""Longest SSE line kept across chunks; a longer one is dropped, so a stream's memory stays bounded."""
+"""Longest SSE event kept across pieces, all its lines counted; a longer one is dropped, so memory stays bounded."""
+
+_LF_BLANKS = (b"\n\n",)  # a blank line where no CR is
+_ANY_BLANKS = (b"\n\r", b"\n\n", b"\r\r")  # a blank line whatever the line ends; CRLF's first
+_STRADDLING = {(10, 10), (10, 13), (13, 13)}  # a blank line whose two bytes sit in two pieces
+_WINDOW = 512  # bytes searched first for a blank line near a point; doubled until one is found
 
 
 class EventSink(Protocol):
@@ -28,6 +48,7 @@ class EventSink(Protocol):
     usage_mark: bytes  # in every event that carries usage
     error_mark: bytes  # in every error event
     latest_only: bool  # each usage event restates all usage so far: only the last needs parsing
+    final_mark: bytes | None  # latest_only: in the stream's last usage event, which is parsed at once
 
     def feed(self, event: object) -> None: ...
 
@@ -35,15 +56,17 @@ class EventSink(Protocol):
 
 
 class SseScanner:
-    """Finds the ``data:`` lines holding a mark in an SSE byte stream cut at arbitrary points.
+    """Finds the events holding a mark in an SSE byte stream cut at arbitrary points.
 
-    An event's JSON payload sits on one line, so only lines matter. The
-    unfinished last line of each piece is carried over in a bytearray (appended
-    to, never re-copied), at most ``max_line`` bytes of it.
+    The unfinished last event of each piece is carried over in a bytearray
+    (appended to, never re-copied), at most ``max_line`` bytes of it: an event
+    that outgrows that, in one line or many, is dropped with a warning.
 
     When the sink wants only the latest usage (Gemini repeats it in every
-    event), the last usage line is held unparsed until a later one replaces
-    it, an error line needs it parsed first (stream order), or the end.
+    event), the last usage event is held unparsed until a later one replaces
+    it, an error event needs it parsed first (stream order), or the end; the
+    final one (``final_mark``) is parsed at once, so a client that hangs up
+    right after it leaves a complete reading.
     """
 
     def __init__(self, sink: EventSink, max_line: int = MAX_LINE) -> None:
@@ -51,40 +74,49 @@ class SseScanner:
         self._usage_mark = sink.usage_mark
         self._error_mark = sink.error_mark
         self._latest_only = sink.latest_only
+        self._final_mark = sink.final_mark
         self._max_line = max_line
         self._carry = bytearray()
-        self._skipping = False  # inside a line that outgrew max_line: drop up to its end
-        self._deferred: bytes | None = None  # latest_only: the last usage line, not parsed yet
+        self._skipping = False  # inside an event that outgrew max_line: drop up to its end
+        self._last = 0  # the last byte of the last piece, which may begin a blank line
+        self._deferred: bytes | None = None  # latest_only: the last usage event, not parsed yet
 
     def feed(self, data: bytes) -> None:
         """Scans the next piece of the decoded stream."""
+        if not data:
+            return
+        blanks = _ANY_BLANKS if b"\r" in data else _LF_BLANKS
+        last, self._last = self._last, data[-1]
         start = 0
         if self._carry or self._skipping:
-            newline = data.find(b"\n")
-            self._hold(data if newline < 0 else memoryview(data)[:newline])
-            if newline < 0:
+            if (last, data[0]) in _STRADDLING:
+                cut, start = 0, 1
+            else:
+                cut = _first_blank(data, blanks, 0, len(data))
+                start = cut + 2
+            if cut < 0:
+                self._hold(data)
                 return
+            self._hold(memoryview(data)[:cut])
             if not self._skipping:
                 self._complete(self._carry)
             self._carry.clear()
             self._skipping = False
-            start = newline + 1
-        end = data.rfind(b"\n", start)
+        end = _last_blank(data, blanks, start, len(data))
         if end < 0:
             self._hold(memoryview(data)[start:])
             return
-        self._scan(data, start, end)
-        if end + 1 < len(data):
-            self._hold(memoryview(data)[end + 1 :])
+        self._scan(data, blanks, start, end)
+        self._hold(memoryview(data)[end + 2 :])
 
     def flush(self) -> None:
-        """Parses the held usage line, so that the sink is up to date."""
+        """Parses the held usage event, so that the sink is up to date."""
         if self._deferred is not None:
-            line, self._deferred = self._deferred, None
-            self._parse(line)
+            event, self._deferred = self._deferred, None
+            self._parse(event)
 
     def close(self) -> None:
-        """Ends the stream: a last line without a newline still counts."""
+        """Ends the stream: a last event without its blank line still counts."""
         if self._carry and not self._skipping:
             self._complete(self._carry)
         self._carry.clear()
@@ -101,51 +133,101 @@ class SseScanner:
             return
         self._carry += piece
 
-    def _complete(self, line: bytearray) -> None:
-        urgent = self._error_mark in line
-        if urgent or self._usage_mark in line:
-            self._take(bytes(line), urgent)
+    def _complete(self, event: bytearray) -> None:
+        urgent = self._error_mark in event
+        if urgent or self._usage_mark in event:
+            self._take(bytes(event), urgent)
 
-    def _scan(self, data: bytes, start: int, end: int) -> None:
-        """Takes the lines in ``data[start:end]`` that hold a mark; ``data[end]`` is a newline."""
-        spans: dict[tuple[int, int], bool] = {}  # line span -> holds an error mark
+    def _scan(self, data: bytes, blanks: tuple[bytes, ...], start: int, end: int) -> None:
+        """Takes the events in ``data[start:end]`` that hold a mark; a blank line begins at ``data[end]``."""
+        spans: dict[tuple[int, int], bool] = {}  # event span -> holds an error mark
         if self._latest_only:
             hit = data.rfind(self._usage_mark, start, end)
             if hit >= 0:
-                spans[self._line_span(data, start, end, hit)] = False
+                spans[_event_span(data, blanks, start, end, hit)] = False
         else:
-            self._find_all(data, start, end, self._usage_mark, spans)
-        self._find_all(data, start, end, self._error_mark, spans)
-        for (line_start, line_end), urgent in sorted(spans.items()) if len(spans) > 1 else spans.items():
-            self._take(data[line_start:line_end], urgent)
+            self._find_all(data, blanks, start, end, self._usage_mark, spans)
+        self._find_all(data, blanks, start, end, self._error_mark, spans)
+        for (event_start, event_end), urgent in sorted(spans.items()) if len(spans) > 1 else spans.items():
+            self._take(data[event_start:event_end], urgent)
 
-    def _find_all(self, data: bytes, start: int, end: int, mark: bytes, spans: dict[tuple[int, int], bool]) -> None:
+    def _find_all(
+        self, data: bytes, blanks: tuple[bytes, ...], start: int, end: int, mark: bytes,
+        spans: dict[tuple[int, int], bool],
+    ) -> None:
         urgent = mark is self._error_mark
         hit = data.find(mark, start, end)
         while hit >= 0:
-            span = self._line_span(data, start, end, hit)
+            span = _event_span(data, blanks, start, end, hit)
             spans[span] = spans.get(span, False) or urgent
             hit = data.find(mark, span[1], end)
 
-    @staticmethod
-    def _line_span(data: bytes, start: int, end: int, hit: int) -> tuple[int, int]:
-        return data.rfind(b"\n", start, hit) + 1 or start, data.find(b"\n", hit, end + 1)
-
-    def _take(self, line: bytes, urgent: bool) -> None:
-        if self._latest_only and not urgent:
-            self._deferred = line
+    def _take(self, event: bytes, urgent: bool) -> None:
+        if self._latest_only and not urgent and (self._final_mark is None or self._final_mark not in event):
+            self._deferred = event
             return
         self.flush()
-        self._parse(line)
+        self._parse(event)
 
-    def _parse(self, line: bytes) -> None:
-        if line.endswith(b"\r"):
-            line = line[:-1]
-        if not line.startswith(b"data:"):
-            return  # "event:" and "id:" lines, ":" comments
+    def _parse(self, event: bytes) -> None:
+        values = []
+        for line in event.splitlines():  # for bytes: at CR, LF and CRLF only
+            name, _, value = line.partition(b":")
+            if name == b"data":
+                values.append(value[1:] if value[:1] == b" " else value)
+        if not values:
+            return  # "event:", "id:" and "retry:" lines, ":" comments
         try:
-            event = json.loads(line[5:])
+            parsed = json.loads(b"\n".join(values))
         except (ValueError, RecursionError):
             self._sink.warn("an SSE data line holding usage or an error is not valid JSON")
             return
-        self._sink.feed(event)
+        self._sink.feed(parsed)
+
+
+def _event_span(data: bytes, blanks: tuple[bytes, ...], start: int, end: int, hit: int) -> tuple[int, int]:
+    """The event around ``hit``: from the blank line before it, or ``start``, to the blank line after it."""
+    before = _last_blank(data, blanks, start, hit)
+    return before + 2 if before >= 0 else start, _first_blank(data, blanks, hit, end + 2)
+
+
+def _first_blank(data: bytes, blanks: tuple[bytes, ...], start: int, end: int) -> int:
+    """Where the first blank line within ``data[start:end]`` begins, or -1.
+
+    One pattern is one ``find``. Of several, those that do not occur would be
+    searched to ``end`` on each call, once per mark; windows that double keep
+    a search about as long as the distance to what it finds, and once one
+    pattern is found the others are searched only before it.
+    """
+    if len(blanks) == 1:
+        return data.find(blanks[0], start, end)
+    window = _WINDOW
+    while start < end - 1:
+        stop = min(start + window + 1, end)
+        found = -1
+        for blank in blanks:
+            at = data.find(blank, start, stop)
+            if at >= 0:
+                found, stop = at, at + 1
+        if found >= 0:
+            return found
+        start, window = stop - 1, window * 2
+    return -1
+
+
+def _last_blank(data: bytes, blanks: tuple[bytes, ...], start: int, end: int) -> int:
+    """Where the last blank line within ``data[start:end]`` begins, or -1 (see ``_first_blank``)."""
+    if len(blanks) == 1:
+        return data.rfind(blanks[0], start, end)
+    window = _WINDOW
+    while start < end - 1:
+        low = max(end - window - 1, start)
+        found = -1
+        for blank in blanks:
+            at = data.rfind(blank, low, end)
+            if at >= 0:
+                found, low = at, at + 1
+        if found >= 0:
+            return found
+        end, window = low + 1, window * 2
+    return -1

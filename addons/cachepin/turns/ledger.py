@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from cachepin.request.branches import BRANCH_SOURCE
 from cachepin.request.thread import Position, Thread, model_family
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.counts import Counts, Pricer
@@ -26,6 +27,9 @@ from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect, Failure, figure_text, short_id, verdict_for, warm_failure
 
 _MAX_SHARED_NAMES = 1024
+_SEARCHED_THREADS = 8  # a session with more threads than this indexes them
+EVICTED_MEMORY = 10
+"""Evicted sessions remembered per session held (their order and turn count, ~150 bytes against ~2 KB held)."""
 
 
 @dataclass(slots=True)
@@ -39,6 +43,10 @@ class ThreadState:
     ok_turns: int = 0
 
 
+SEVERAL_FAMILIES = ThreadState("", "", None, None)
+"""``Session.writer`` once threads on two model families have written."""
+
+
 @dataclass(slots=True)
 class Session:
     """One client session's turns, in one or more threads. Its sums are computed from the turns when
@@ -48,8 +56,12 @@ class Session:
     source: str  # how the session id was found (header, body field, ...), as first seen
     seq: int  # creation order: the LRU order of the ledger is not the order to report in
     turns: list[Turn] = field(default_factory=list)
-    threads: list[ThreadState] = field(default_factory=list)  # in the order they appeared: a list of a few
-    # costs a third of a dict, and a session holds a handful of threads (see ``thread``)
+    earlier_turns: int = 0  # turns recorded before it was evicted and came back: its turns are numbered on
+    threads_held: list[ThreadState] | dict[tuple[str, str], ThreadState] = field(default_factory=list)
+    # in the order they appeared; a list of a few costs a third of a dict, so a dict by (id, model family) only
+    # once there are many (see ``thread``): a session is ~2 KB, and a proxy holds 10,000
+    writer: ThreadState | None = None  # the thread of the first successful turn; ``SEVERAL_FAMILIES`` once one on
+    # another model family has had one too: what ``switched_model`` asks
     pending: tuple[Failure, ...] = ()  # judged over the whole session at the last finalize()
 
     def ok_turns(self) -> Iterator[Turn]:
@@ -74,22 +86,49 @@ class Session:
     def errors(self) -> int:
         return sum(not turn.ok for turn in self.turns)
 
+    @property
+    def threads(self) -> list[ThreadState]:
+        held = self.threads_held
+        return list(held.values()) if isinstance(held, dict) else held
+
     def thread(self, thread_id: str, family: str) -> ThreadState | None:
-        """The thread of that id on that model family (a cache is per model); searched from the latest, the one
-        most turns continue."""
-        return next((state for state in reversed(self.threads)
+        """The thread of that id on that model family (a cache is per model): searched among a few threads,
+        looked up among more, so that a turn costs the same however many threads its session has."""
+        held = self.threads_held
+        if isinstance(held, dict):
+            return held.get((thread_id, family))
+        return next((state for state in reversed(held)
                      if state.thread_id == thread_id and model_family(state.model) == family), None)
+
+    def add_thread(self, state: ThreadState) -> None:
+        held = self.threads_held
+        if isinstance(held, dict):
+            held[(state.thread_id, model_family(state.model))] = state
+            return
+        held.append(state)
+        if len(held) > _SEARCHED_THREADS:
+            self.threads_held = {(known.thread_id, model_family(known.model)): known for known in held}
+
+    def wrote(self, state: ThreadState, family: str) -> None:
+        """Notes a successful turn of a thread on a model family."""
+        writer = self.writer
+        if writer is None:
+            self.writer = state
+        elif writer is not SEVERAL_FAMILIES and model_family(writer.model) != family:
+            self.writer = SEVERAL_FAMILIES
 
     def switched_model(self, family: str) -> bool:
         """A thread on another model family has written already: the client switched model mid-conversation."""
-        return any(state.ok_turns and model_family(state.model) != family for state in self.threads)
+        writer = self.writer
+        return writer is not None and (writer is SEVERAL_FAMILIES or model_family(writer.model) != family)
 
     def thread_turns(self) -> list[tuple[ThreadState, list[Turn]]]:
         """Each thread with its turns, in the order the threads appeared."""
-        grouped: dict[str | None, list[Turn]] = {state.thread_id: [] for state in self.threads}
+        keys = [(state.thread_id, model_family(state.model)) for state in self.threads]
+        grouped: dict[tuple[str, str], list[Turn]] = {key: [] for key in keys}
         for turn in self.turns:
-            grouped[turn.thread].append(turn)
-        return [(state, grouped[state.thread_id]) for state in self.threads]
+            grouped[(turn.thread or "", model_family(turn.cache_key))].append(turn)
+        return [(state, grouped[key]) for state, key in zip(self.threads, keys, strict=True)]
 
 
 def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, Any]:
@@ -174,7 +213,9 @@ class Ledger:
         self._run_failure: Failure | None = None  # as of the last finalize()
         self._names: dict[str, str] = {}
         self._next_seq = 0
-        self.evicted = 0
+        self._evicted: OrderedDict[str, tuple[int, int]] = OrderedDict()  # session id -> (seq, turns), oldest first
+        self.evicted = 0  # evictions: a session that comes back may be evicted again
+        self.seen = 0  # distinct sessions of the run; one forgotten even by ``_evicted`` counts again on its return
 
     @property
     def sessions(self) -> list[Session]:
@@ -252,9 +293,7 @@ class Ledger:
         new: list[str] = []
         session = self._sessions.get(session_id)
         if session is None:
-            session = Session(session_id, source, self._next_seq)
-            self._next_seq += 1
-            self._sessions[session_id] = session
+            session = self._open(session_id, source)
             if self.max_sessions and len(self._sessions) > self.max_sessions:
                 new += self._evict_oldest()
         else:
@@ -266,12 +305,14 @@ class Ledger:
         state = session.thread(thread.thread_id, family)
         if state is None:
             state = ThreadState(thread.thread_id, thread.source, thread.parent, self._shared(model or served))
-            session.threads.append(state)
-        # A continuation opens a thread only where this proxy saw the client switch model: a new model's cache
-        # is empty. Elsewhere (a restart, another replica) it continues a conversation that should read.
-        first = state.ok_turns == 0 and (position is not Position.CONTINUATION or session.switched_model(family))
+            session.add_thread(state)
+        # A continuation opens a thread only where this proxy saw the client switch model (a new model's cache
+        # is empty) or start a branch (a history it has not seen, request/branches.py). Elsewhere (a restart,
+        # another replica) it continues a conversation that should read.
+        first = state.ok_turns == 0 and (position is not Position.CONTINUATION or session.switched_model(family)
+                                         or thread.source == BRANCH_SOURCE)
         turn = Turn(
-            index=len(session.turns) + 1,
+            index=session.earlier_turns + len(session.turns) + 1,
             flow_id=flow_id,
             started_at=started_at,
             status=status,
@@ -292,6 +333,7 @@ class Ledger:
         else:
             turn.opens = first
             state.ok_turns += 1
+            session.wrote(state, family)
             price = self.pricer(turn) if self.pricer else None
             self._totals.add(turn, price)
             if not first:
@@ -330,10 +372,31 @@ class Ledger:
         judged = [judge_min_hit(session, self.min_hit), judge_evidence(session) if self.expecting else None]
         return [failure for failure in judged if failure is not None]
 
+    def _open(self, session_id: str, source: str) -> Session:
+        """A new session, or one that comes back after eviction: in its place, its turns numbered on."""
+        remembered = self._evicted.pop(session_id, None)
+        if remembered is None:
+            seq, earlier = self._next_seq, 0
+            self._next_seq += 1
+            self.seen += 1
+        else:
+            seq, earlier = remembered
+        session = self._sessions[session_id] = Session(session_id, source, seq, earlier_turns=earlier)
+        return session
+
     def _evict_oldest(self) -> list[str]:
-        """Drop the least recently used session; its judgements become final."""
+        """Drop the least recently used session; its judgements become final.
+
+        Its order and turn count are remembered (``EVICTED_MEMORY``), so that if
+        it comes back its turns are numbered on. Its verdicts need no more: a
+        returning conversation's requests show that they continue one
+        (``Position``), and a continuation that reads nothing is a miss.
+        """
         _, session = self._sessions.popitem(last=False)
         self.evicted += 1
+        self._evicted[session.session_id] = session.seq, session.earlier_turns + len(session.turns)
+        while len(self._evicted) > EVICTED_MEMORY * self.max_sessions:
+            self._evicted.popitem(last=False)
         judged = self._judge(session)
         self._failures += judged
         known = {failure.message for failure in session.pending}

@@ -1,38 +1,40 @@
 """The only code that touches disk: reports replaced atomically, event lines appended whole.
 
-Written so that a crash or a second writer never leaves a truncated report or
-a torn event line.
+Written so that a crash, a full disk or a second writer never leaves a
+truncated report or a torn event line.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import stat
+import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-
-def write_json_atomic(path: str | os.PathLike[str], obj: object) -> None:
-    """Write ``obj`` as indented JSON, atomically (see ``write_atomic``)."""
-    write_atomic(path, json.dumps(obj, indent=2) + "\n")
+if sys.platform != "win32":
+    import fcntl
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` so readers see the old file or the new one, never half of either.
+def write_atomic(path: str | os.PathLike[str], pieces: Iterable[str]) -> None:
+    """Write the text ``pieces`` make up so readers see the old file or the new one, never half of either.
 
-    The temp file is in the same directory because ``os.replace`` is atomic
-    only within a file system; fsync first, or a crash after the rename can
-    still leave an empty file. mkstemp makes the file private (0600); a report
-    is not, and CI often collects artifacts as another user, hence 0644.
+    The pieces are written as they come, so a report is never whole in
+    memory. The temp file is in the same directory because ``os.replace`` is
+    atomic only within a file system; fsync first, or a crash after the
+    rename can still leave an empty file. mkstemp makes the file private
+    (0600); a report is not, and CI often collects artifacts as another user,
+    hence 0644.
     """
     target = Path(path)
-    data = text.encode()
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as file:
             if hasattr(os, "fchmod"):  # POSIX (and Windows only from Python 3.13)
                 os.fchmod(file.fileno(), 0o644)
-            file.write(data)
+            for piece in pieces:
+                file.write(piece.encode())
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, target)
@@ -42,18 +44,41 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def append_line(path: str | os.PathLike[str], line: str) -> None:
-    """Append one line with a single O_APPEND write, so concurrent writers never interleave.
+    """Append one line, whole or not at all.
 
-    A short write (disk full) raises instead of retrying: a retry would be a
-    second write that another writer could slip in front of.
+    One ``O_APPEND`` write: the kernel puts it at the end of the file in one
+    go, so the lines of concurrent writers never interleave. A short write (a
+    full disk, a file size limit) leaves the start of the line, and the next
+    line would be glued to it: the start is cut off again and the write
+    raises. Its offset is known even when others appended first, since after
+    an ``O_APPEND`` write the descriptor's offset is the end of its own bytes.
+    Cutting is safe only while nothing follows them: writers through here hold
+    an exclusive ``flock`` for the write and the cut (one write long; POSIX
+    only), and a file another program appended to since is left as it is.
+    There is no retry: it would be a second write that another writer could
+    slip in front of. Only regular files are cut; a pipe or a device
+    (``/dev/stdout``) gets the write and its error.
     """
     if "\n" in line or "\r" in line:
         raise ValueError("append_line takes a single line without line breaks")
     data = (line + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular and sys.platform != "win32":
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
         written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(f"short write, {written} of {len(data)} bytes ({_cut(fd, written) if regular else 'kept'}; "
+                          "is the disk full?)")
     finally:
         os.close(fd)
-    if written != len(data):
-        raise OSError(f"short write to {os.fspath(path)}: {written} of {len(data)} bytes")
+
+
+def _cut(fd: int, written: int) -> str:
+    """Cut the last ``written`` bytes of the file off again, if they are still its end; says what it did."""
+    end = os.lseek(fd, 0, os.SEEK_CUR)
+    if os.fstat(fd).st_size != end:
+        return "kept: the file was appended to since"
+    os.ftruncate(fd, end - written)
+    return "cut off again"

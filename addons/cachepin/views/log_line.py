@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import re
 
+from cachepin.response.extract import ERROR_TYPE
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import short_id
 from cachepin.views.text import token
 
-_ERROR_KIND = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _error_kind(error: str | None) -> str | None:
-    """The provider's error type ("overloaded_error" of "overloaded_error: Overloaded"), never its message:
-    a message may quote the request. None when the error names no type."""
-    kind, colon, _ = (error or "").partition(":")
-    return kind if colon and _ERROR_KIND.fullmatch(kind) else None
+    """The turn's error when it is a type (``extract`` keeps nothing else of a provider's error), None for
+    anything else: mitmproxy's message of a broken connection, which is a sentence, is no type."""
+    return error if error is not None and ERROR_TYPE.fullmatch(error) else None
 
 
 def turn_log_line(session_id: str, turn: Turn) -> str:

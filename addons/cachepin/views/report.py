@@ -1,14 +1,15 @@
 """The JSON report and the event lines: the ledger as JSON, for CI and other programs.
 
-Pure functions over the ledger (``files`` writes them). Only counts, ids,
-models and timings are rendered: no prompt or response text ever reaches the
-ledger, so none can leak from here.
+Pure functions over the ledger (``files`` writes them); the report comes in
+pieces, so that it is never whole in memory. Only counts, ids, models and
+timings are rendered: no prompt or response text ever reaches the ledger, so
+none can leak from here.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from cachepin.response.usage import COUNT_FIELDS
 from cachepin.turns.counts import Counts, Pricer
@@ -89,8 +90,10 @@ def _session_dict(session: Session, pricer: Pricer | None, failures: list[str]) 
     }
 
 
-def report_dict(ledger: Ledger, about: Mapping[str, object] | None = None) -> dict[str, object]:
-    """The JSON report, schema version 2 (docs/reports.md). Run ``ledger.finalize()`` first to include min_hit.
+def report_json(ledger: Ledger, about: Mapping[str, object] | None = None) -> Iterator[str]:
+    """The JSON report, schema version 2 (docs/reports.md), as ``json.dumps(report, indent=2)`` writes it, in
+    pieces: one session (and one failure) at a time, so that writing the report of a long run takes the memory
+    of its largest session, not of the whole report. Run ``ledger.finalize()`` first to include min_hit.
 
     ``about`` says when and what: ``generated_at``, ``started_at``, ``run_id``,
     ``versions``. Sessions evicted from memory appear in the totals and
@@ -98,22 +101,52 @@ def report_dict(ledger: Ledger, about: Mapping[str, object] | None = None) -> di
     """
     messages = ledger.failure_messages()
     totals = ledger.totals
-    return {
+    return _indented_json({
         "version": REPORT_VERSION,
         **(about or {}),
         "ok": ledger.ok,
         "expectations": {"expect": ledger.expect.value, "min_hit": ledger.min_hit},
         "totals": {**_counts(totals), "requests": totals.requests, "errors": ledger.errors,
                    "hit_ratio": _ratio(totals.hit_ratio), "judged_hit_ratio": _ratio(ledger.judged.hit_ratio),
-                   "cost": _cost(totals.cost), "sessions": len(ledger.sessions) + ledger.evicted,
+                   "cost": _cost(totals.cost), "sessions": ledger.seen,
                    "evicted_sessions": ledger.evicted},
-        "sessions": [_session_dict(session, ledger.pricer, messages.get(session.session_id, []))
-                     for session in ledger.sessions],
-        "failures": [
-            {"session_id": failure.session_id or None, "turn": failure.turn, "message": failure.message}
-            for failure in ledger.failures
-        ],
-    }
+        "sessions": (_session_dict(session, ledger.pricer, messages.get(session.session_id, []))
+                     for session in ledger.sessions),
+        "failures": _failures(ledger),
+    })
+
+
+def _failures(ledger: Ledger) -> Iterator[dict[str, object]]:
+    """Listed only once the sessions are written, so that the two lists are never in memory together."""
+    for failure in ledger.failures:
+        yield {"session_id": failure.session_id or None, "turn": failure.turn, "message": failure.message}
+
+
+def _indented_json(members: Mapping[str, object]) -> Iterator[str]:
+    """``json.dumps(members, indent=2) + "\\n"``, byte for byte, with the members that are iterators written as
+    lists one item at a time.
+
+    Each item is dumped on its own and indented by two levels: json.dumps
+    escapes line breaks inside strings, so every line break it writes is one
+    of its indentation's, and shifting them is what nesting would have done.
+    """
+    yield "{"
+    for n, (name, value) in enumerate(members.items()):
+        yield f"{',' if n else ''}\n  {json.dumps(name)}: "
+        if not isinstance(value, Iterator):
+            yield _nested(value, 1)
+            continue
+        opened = False
+        for item in value:
+            yield f"{',' if opened else '['}\n    {_nested(item, 2)}"
+            opened = True
+        yield "\n  ]" if opened else "[]"
+    yield "\n}\n"
+
+
+def _nested(value: object, level: int) -> str:
+    """``value`` as json.dumps(indent=2) writes it ``level`` containers deep."""
+    return json.dumps(value, indent=2).replace("\n", "\n" + "  " * level)
 
 
 def event_line(session_id: str, source: str, turn: Turn, pricer: Pricer | None = None) -> str:

@@ -26,9 +26,15 @@ def usage_metadata(tokens: Tokens) -> Json:
     return out
 
 
-def response(used: Mapping[str, object] | None, text: str, model: str) -> Json:
-    """A whole answer, or one chunk of a stream; ``used`` None: a chunk before the usage is known."""
-    out: Json = {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}
+def response(used: Mapping[str, object] | None, text: str, model: str, finish: str | None = None) -> Json:
+    """A whole answer, or one chunk of a stream; ``used`` None: a chunk before the usage is known.
+
+    ``finish`` (e.g. ``"STOP"``) is the ``finishReason`` a whole answer and a stream's last chunk carry.
+    """
+    candidate: Json = {"content": {"role": "model", "parts": [{"text": text}]}}
+    if finish is not None:
+        candidate["finishReason"] = finish
+    out: Json = {"candidates": [candidate]}
     if used is not None:
         out["usageMetadata"] = dict(used)
     out["modelVersion"] = model
