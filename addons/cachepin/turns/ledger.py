@@ -213,7 +213,9 @@ class Ledger:
         self._run_failure: Failure | None = None  # as of the last finalize()
         self._names: dict[str, str] = {}
         self._next_seq = 0
-        self._evicted: OrderedDict[str, tuple[int, int]] = OrderedDict()  # session id -> (seq, turns), oldest first
+        self._evicted: OrderedDict[int, int] = OrderedDict()  # hash(session id) -> seq << 32 | turns, oldest first:
+        # ints, not the id and a tuple, ~150 bytes a session (two ids hashing alike, odds 2**-64 a pair, would only
+        # number a new session's turns on)
         self.evicted = 0  # evictions: a session that comes back may be evicted again
         self.seen = 0  # distinct sessions of the run; one forgotten even by ``_evicted`` counts again on its return
 
@@ -374,13 +376,13 @@ class Ledger:
 
     def _open(self, session_id: str, source: str) -> Session:
         """A new session, or one that comes back after eviction: in its place, its turns numbered on."""
-        remembered = self._evicted.pop(session_id, None)
+        remembered = self._evicted.pop(hash(session_id), None)
         if remembered is None:
             seq, earlier = self._next_seq, 0
             self._next_seq += 1
             self.seen += 1
         else:
-            seq, earlier = remembered
+            seq, earlier = remembered >> 32, remembered & 0xFFFF_FFFF
         session = self._sessions[session_id] = Session(session_id, source, seq, earlier_turns=earlier)
         return session
 
@@ -394,7 +396,8 @@ class Ledger:
         """
         _, session = self._sessions.popitem(last=False)
         self.evicted += 1
-        self._evicted[session.session_id] = session.seq, session.earlier_turns + len(session.turns)
+        self._evicted[hash(session.session_id)] = session.seq << 32 | min(session.earlier_turns + len(session.turns),
+                                                                     0xFFFF_FFFF)
         while len(self._evicted) > EVICTED_MEMORY * self.max_sessions:
             self._evicted.popitem(last=False)
         judged = self._judge(session)
