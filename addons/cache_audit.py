@@ -14,6 +14,7 @@ The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import sys
@@ -24,19 +25,20 @@ from mitmproxy import command, contentviews, ctx, exceptions, http
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from cachepin import handover, options
-from cachepin.audit import Audit, RequestFacts, read_request
+from cachepin.audit import Audit, Recorded, RequestFacts, read_request
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
-from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.body_edit import coding_round_trips
+from cachepin.request.dialects import Dialect, dialect_for, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.response.extract import Extracted
 from cachepin.response.readers import (
     StreamTap,
     interrupted,
-    is_bedrock_event_stream,
-    is_event_stream,
+    scanner_for,
     usage_of_response,
 )
 from cachepin.response.reading import READING_KEY, from_record
+from cachepin.response.websocket import CLOSED, Create, Ended, ResponsesSocket, create_of
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Verdict
@@ -63,6 +65,7 @@ class CacheAudit:
         self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
         self.in_flight: dict[str, http.HTTPFlow] = {}  # by flow id: requests sent, their turn not recorded yet
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
+        self.sockets: dict[str, _Socket] = {}  # by flow id: Responses WebSockets, their responses in flight
 
     def load(self, loader) -> None:
         for option in options.AUDIT:
@@ -73,6 +76,9 @@ class CacheAudit:
         stashed = handover.take((id(ctx.master), self.name))
         if isinstance(stashed, tuple):  # a hot reload: keep what the old instance counted, and what it awaits
             (self.audit, self.in_flight), self.explainer_handed_over = stashed, True
+        sockets = handover.take((id(ctx.master), f"{self.name}.sockets"))
+        if isinstance(sockets, dict):
+            self.sockets = sockets
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -112,7 +118,8 @@ class CacheAudit:
         several turns of the loop, so the reading waits ``READ_DELAY``: long
         enough for the body to leave, far shorter than any provider's time to
         first token. ``response`` reads it itself if the answer came first. The
-        inject addon's parse of the body is reused.
+        inject addon's parse of the body is reused. With ``cache_diagnostics``
+        the request is read at once instead: its body is edited before it leaves.
         """
         dialect = _dialect(flow)
         if dialect is None or flow.intercepted:  # an intercepted request may still be edited: read it later
@@ -121,6 +128,8 @@ class CacheAudit:
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
         body = reuse(flow.metadata.get(METADATA_KEY), unencoded)
         self.requests[flow.id] = _request_reader(flow, dialect, body, self.audit)
+        if ctx.options.cache_diagnostics:  # the edit must be made before the body leaves: read it now
+            self.requests[flow.id] = self._ask_for_diagnostics(flow, dialect, body)
         self.in_flight[flow.id] = flow
         for pending in (self.requests, self.in_flight):
             if len(pending) > MAX_PENDING:
@@ -129,6 +138,19 @@ class CacheAudit:
             asyncio.get_running_loop().call_later(READ_DELAY, self._read_request, flow.id)
         except RuntimeError:  # no event loop (hooks called directly): response reads it
             pass
+
+    def _ask_for_diagnostics(self, flow: http.HTTPFlow, dialect: Dialect, body: dict | None) -> RequestFacts:
+        """``cache_diagnostics``: the request read at once, its body asking the provider to compare it with its
+        thread's latest response (``cachepin/request/diagnostics_edit.py``); a replay or a capture is not edited."""
+        request = flow.request
+        raw = _exact_content(request) if flow.live and not flow.is_replay else None
+        if body is None and raw is not None:
+            body = parse_json_object(raw)
+        facts, edited = self.audit.ask_for_diagnostics(dialect, request.path,
+                                                       _request_reader(flow, dialect, body, self.audit)(), body, raw)
+        if edited is not None:
+            request.content = edited  # re-encoded in the client's coding, which _exact_content checked round-trips
+        return facts
 
     def _read_request(self, flow_id: str) -> None:
         pending = self.requests.get(flow_id)
@@ -141,22 +163,21 @@ class CacheAudit:
         return read() if callable(read) else read
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        """Tee SSE responses: every chunk goes on to the client at once, a copy is read on the side.
+        """Tee streamed responses (SSE, Bedrock's AWS event streams): every chunk goes on to the client at once,
+        a copy is read on the side.
 
         A plain ``stream = True`` (mitmproxy's ``stream_large_bodies``) is replaced by the tap, which
-        streams just the same; another addon's own stream callable is left alone. Bedrock's binary
-        event streams are not read, but streamed too rather than held back until their end.
+        streams just the same; another addon's own stream callable is left alone.
         """
         dialect = _dialect(flow)
         if not flow.live or flow.response is None or dialect is None:
             return
-        content_type = flow.response.headers.get("content-type", "")
-        if is_event_stream(content_type) and flow.response.stream in (False, True):
-            tap = StreamTap(dialect, flow.response.headers.get("content-encoding", ""), clock=time.time)
+        scanner = scanner_for(flow.response.headers.get("content-type", ""))
+        if scanner is not None and flow.response.stream in (False, True):
+            tap = StreamTap(dialect, flow.response.headers.get("content-encoding", ""), clock=time.time,
+                            scanner=scanner)
             flow.response.stream = tap
             flow.metadata[READING_KEY] = tap.reading  # kept up to date: a capture (-w) saves it with the flow
-        elif is_bedrock_event_stream(content_type) and not flow.response.stream:
-            flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
         dialect = _dialect(flow)
@@ -183,6 +204,64 @@ class CacheAudit:
         message = flow.error.msg if flow.error else "connection failed"
         self._record(flow, dialect, interrupted(extracted or Extracted(), message), tap)
 
+    def websocket_message(self, flow: http.HTTPFlow) -> None:
+        """Responses over a WebSocket (``cachepin/response/websocket.py``): a ``response.create`` is read as the
+        request of a turn, the server message that ends its response records the turn. Messages pass as they came.
+        """
+        if flow.websocket is None or _socket_dialect(flow) is None:
+            return
+        message = flow.websocket.messages[-1]
+        if message.dropped:  # another addon kept it from the peer
+            return
+        socket = self._socket(flow)
+        if not message.from_client:
+            ended = socket.responses.server_message(message.content, message.is_text, message.timestamp)
+            if ended is not None:
+                self._socket_turn(socket, ended)
+            return
+        create = create_of(message.content, message.is_text)
+        if create is None:
+            return
+        read = functools.cache(_create_reader(flow, create, message.timestamp, self.audit))
+        for ended in socket.responses.begin(create.lane, read, message.timestamp):
+            self._socket_turn(socket, ended)
+        try:  # read it once it has gone upstream, as a POST's body is (see request)
+            asyncio.get_running_loop().call_later(READ_DELAY, read)
+        except RuntimeError:  # no event loop (hooks called directly): read when its response ends
+            pass
+
+    def websocket_end(self, flow: http.HTTPFlow) -> None:
+        """A socket that ended with responses in flight: an error turn each (one that closes idle, no turn)."""
+        if flow.id in self.sockets:
+            self._end_socket(flow, CLOSED)
+
+    def _socket(self, flow: http.HTTPFlow) -> _Socket:
+        socket = self.sockets.get(flow.id)
+        if socket is None:  # its first message (also after a reload that handed over nothing, and in a replay)
+            socket = self.sockets[flow.id] = _Socket(flow, flow.comment)
+            if len(self.sockets) > MAX_PENDING:
+                self.sockets.pop(next(iter(self.sockets)))
+        return socket
+
+    def _end_socket(self, flow: http.HTTPFlow, reason: str) -> None:
+        socket = self.sockets.pop(flow.id)
+        ended_at = flow.websocket.timestamp_end if flow.websocket is not None else None
+        for ended in socket.responses.closed(reason, ended_at or time.time()):
+            self._socket_turn(socket, ended)
+
+    def _socket_turn(self, socket: _Socket, ended: Ended[Callable[[], RequestFacts]]) -> None:
+        """One turn of a socket; its flow's comment says the latest one (a socket holds any number)."""
+        flow, extracted = socket.flow, ended.extracted
+        if extracted.warning:
+            logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
+        request = (ended.request or _create_reader(flow, None, ended.started_at, self.audit))()
+        recorded = self.audit.record(
+            request, extracted, flow_id=flow.id, started_at=ended.started_at,
+            status=flow.response.status_code if flow.response is not None else 0, stream=True,
+            first_byte_at=ended.first_byte_at, ended_at=ended.ended_at,
+        )
+        self._publish(flow, request, extracted, recorded, socket.comment)
+
     def running(self) -> None:
         _end_on_hangup()
 
@@ -198,6 +277,8 @@ class CacheAudit:
             if dialect is not None:
                 tap = _tap(flow)
                 self._record(flow, dialect, interrupted(tap.interrupted if tap else Extracted(), SHUT_DOWN), tap)
+        for flow_id in list(self.sockets):
+            self._end_socket(self.sockets[flow_id].flow, SHUT_DOWN)
 
     def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
         self.in_flight.pop(flow.id, None)
@@ -207,18 +288,26 @@ class CacheAudit:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
         request = self._request(flow, dialect)
         response = flow.response
-        turn, failures, line = self.audit.record(
+        recorded = self.audit.record(
             request, extracted, flow_id=flow.id,
             started_at=flow.request.timestamp_start, status=response.status_code if response is not None else 0,
-            stream=response is not None and is_event_stream(response.headers.get("content-type", "")),
+            stream=response is not None and scanner_for(response.headers.get("content-type", "")) is not None,
             first_byte_at=tap.first_byte_at if tap is not None else None,
             ended_at=response.timestamp_end if response is not None else None,
         )
-        flow.metadata["cachepin_turn"] = {"session_id": request.session_id, "turn": turn.index,
-                                          "verdict": turn.verdict.value}
+        flow.metadata["cachepin_turn"] = {"session_id": request.session_id, "turn": recorded.turn.index,
+                                          "verdict": recorded.turn.verdict.value}
+        self._publish(flow, request, extracted, recorded, flow.comment)
+
+    def _publish(self, flow: http.HTTPFlow, request: RequestFacts, extracted: Extracted, recorded: Recorded,
+                 comment: str) -> None:
+        """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
+        turn, failures, line = recorded
         logger.info(line)
+        if not extracted.warning and (unpriced := self.audit.unpriced(turn)):  # at most one WARNING a flow: the
+            logger.warning("cachepin audit: %s", unpriced)  # model is named at its next turn that warned of nothing
         note = line.removeprefix("cachepin ")
-        flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
+        flow.comment = f"{comment}\n{note}" if comment else note
         if turn.verdict is Verdict.MISS:
             flow.marked = MISS_MARK
         # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
@@ -273,6 +362,7 @@ class CacheAudit:
         self.report()
         if not ctx.master.should_exit.is_set():
             handover.give((id(ctx.master), self.name), (self.audit, self.in_flight))
+            handover.give((id(ctx.master), f"{self.name}.sockets"), self.sockets)
             return
         failed = []
         if self.audit.unwritten:
@@ -312,6 +402,32 @@ def _dialect(flow: http.HTTPFlow) -> Dialect | None:
     return dialect_for(flow.request.method, flow.request.path)
 
 
+def _socket_dialect(flow: http.HTTPFlow) -> Dialect | None:
+    return websocket_dialect_for(flow.request.method, flow.request.path, flow.request.headers.get("upgrade", ""))
+
+
+class _Socket:
+    """A Responses WebSocket being read: its flow, its responses in flight, and the flow's comment before its turns.
+
+    A plain class: mitmproxy runs this script without registering it as a module, which ``dataclass`` needs.
+    """
+
+    __slots__ = ("flow", "comment", "responses")
+
+    def __init__(self, flow: http.HTTPFlow, comment: str) -> None:
+        self.flow = flow
+        self.comment = comment
+        self.responses: ResponsesSocket[Callable[[], RequestFacts]] = ResponsesSocket()
+
+
+def _create_reader(flow: http.HTTPFlow, create: Create | None, started_at: float,
+                   audit: Audit) -> Callable[[], RequestFacts]:
+    """Reads a ``response.create`` (None: a response whose create was not seen) as the request of its turn when
+    called: its body parsed then, the handshake's headers, the session the inject addon pinned the socket to."""
+    body = create.body if create is not None else lambda: None
+    return _reader(flow, Dialect.OPENAI_RESPONSES, started_at, body, audit)
+
+
 def _new_explainer() -> Explainer:
     """Remembers the previous request of as many sessions as the ledger holds (two models each: the main
     one and a side one such as a title call's)."""
@@ -323,14 +439,21 @@ def _new_explainer() -> Explainer:
 def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
                     audit: Audit) -> Callable[[], RequestFacts]:
     """Reads the request when called, with the inject addon's parse of its body when it made one."""
-    request, explain = flow.request, ctx.options.cache_explain  # the option as it was when the request was sent
-    judged = ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
+    request = flow.request
 
     def parsed() -> dict | None:
         return body if body is not None else parse_json_object(request.get_content(strict=False))
 
-    return lambda: read_request(dialect, flow_id=flow.id, started_at=request.timestamp_start, headers=request.headers,
-                                pinned=_pinned(flow), body=parsed, explain=explain, chains=audit.chains,
+    return _reader(flow, dialect, request.timestamp_start, parsed, audit)
+
+
+def _reader(flow: http.HTTPFlow, dialect: Dialect, started_at: float, body: Callable[[], dict | None],
+            audit: Audit) -> Callable[[], RequestFacts]:
+    """``audit.read_request`` of a flow, to call later, with the options as they are now (when it was sent)."""
+    explain = ctx.options.cache_explain
+    judged = ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
+    return lambda: read_request(dialect, flow_id=flow.id, started_at=started_at, headers=flow.request.headers,
+                                pinned=_pinned(flow), body=body, explain=explain, chains=audit.chains,
                                 judged=judged, salt=audit.salt)
 
 
@@ -347,6 +470,20 @@ def _end_on_hangup() -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, master.shutdown)
     except (RuntimeError, NotImplementedError, ValueError):  # no running loop, or not the main thread
         pass
+
+
+def _exact_content(request: http.Request) -> bytes | None:
+    """The decoded body, when an edit of it goes upstream in exactly the coding the client sent; else None.
+
+    Setting ``content`` re-encodes: a lying or unknown coding, or zlib labelled gzip, would change more than the
+    member added (as for the inject addon's prompt_cache_key).
+    """
+    try:
+        raw = request.get_content(strict=True)
+    except ValueError:
+        return None
+    coding = request.headers.get("content-encoding", "")
+    return raw if raw is not None and coding_round_trips(coding, request.raw_content or b"") else None
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

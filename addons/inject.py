@@ -22,7 +22,7 @@ from cachepin import handover, options
 from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
 from cachepin.request.chains import ResponseChains
-from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
 from cachepin.response.readers import StreamTap, usage_from_body
@@ -79,6 +79,9 @@ class Inject:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Pin from what the headers already say, so it also works when the body is streamed."""
+        if self.is_handshake(flow):
+            self._pin_handshake(flow)
+            return
         if not flow.live or not self.in_scope(flow):
             return
         fixed = ctx.options.affinity_session
@@ -139,6 +142,36 @@ class Inject:
     def error(self, flow: http.HTTPFlow) -> None:
         """The parse left for the audit has served by now: saved flows must not carry the body twice."""
         flow.metadata.pop(METADATA_KEY, None)
+
+    def is_handshake(self, flow: http.HTTPFlow) -> bool:
+        """A live WebSocket upgrade in scope: Responses over a WebSocket, or what ``affinity_scope`` names."""
+        request = flow.request
+        upgrade = request.headers.get("upgrade", "")
+        if not flow.live or not is_websocket_upgrade(request.method, upgrade):
+            return False
+        if self.exclude is not None and self.exclude(flow):
+            return False
+        if self.scope is not None:
+            return bool(self.scope(flow))
+        return websocket_dialect_for(request.method, request.path, upgrade) is not None
+
+    def _pin_handshake(self, flow: http.HTTPFlow) -> None:
+        """The upgrade is all the socket's conversation sends in headers, and it has no body: headers decide.
+
+        Without a session id in them the socket is left unpinned (one INFO
+        line): a WebSocket is one connection, routed once, so its turns share
+        one upstream all the same; only a reconnect may land elsewhere.
+        """
+        fixed = ctx.options.affinity_session
+        resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
+        if resolution.session_id is None:
+            _warn(_rejected(resolution.rejected))
+            logger.info("cachepin inject: WebSocket %s carries no session id in its headers; not pinned (its turns "
+                        "share one connection; send X-Session-Id or set affinity_session to pin reconnects too)",
+                        flow.request.path.split("?", 1)[0])
+            return
+        self._pin(flow, resolution)
+        _warn(flow.metadata["cachepin"].pop("rejected", []))
 
     def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         session_id = resolution.session_id

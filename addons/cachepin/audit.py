@@ -19,10 +19,19 @@ from typing import NamedTuple
 from cachepin import __version__
 from cachepin.request.branches import Branches
 from cachepin.request.chains import ResponseChains
+from cachepin.request.diagnostics_edit import (
+    Baselines,
+    ThreadKey,
+    asks_already,
+    opts_in_only,
+    supported,
+    with_diagnostics,
+)
 from cachepin.request.dialects import Dialect
 from cachepin.request.session import from_headers, resolve
 from cachepin.request.snapshot import Snapshot
 from cachepin.request.thread import Position, Thread, model_family, position_of, thread_of
+from cachepin.response.diagnostics import NO_DIVERGENCE, OPTED_IN, diagnosis
 from cachepin.response.extract import Extracted
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
@@ -35,6 +44,7 @@ from cachepin.views.log_line import turn_log_line
 from cachepin.views.report import event_line, report_json
 
 UNIDENTIFIED = "unidentified"
+MAX_UNPRICED = 1024  # models warned about without a price; the log names each once
 
 
 class RequestFacts(NamedTuple):
@@ -46,6 +56,8 @@ class RequestFacts(NamedTuple):
     snapshot: Snapshot | None  # None when the body is no JSON object, or nothing is explained
     thread: Thread | None = None  # None: the ledger keeps one thread per model
     position: Position | None = None  # None: the body was not read
+    compare_as: ThreadKey | None = None  # the provider can compare the thread's next request with this one's response
+    opted_in: bool = False  # it asked Anthropic with previous_message_id null: its answer compares nothing
 
 
 class Recorded(NamedTuple):
@@ -102,11 +114,13 @@ class Audit:
         self.started_at = time.time()
         self.versions = {"cachepin": __version__, **(versions or {})}
         self.prices: PriceTable = DEFAULT_PRICES
+        self.unpriced_models: set[str] = set()  # models warned about by ``unpriced``
         self.salt = b""  # keys the ids derived from prompt text (request/salt.py); the adapter sets the proxy's
         self.ledger = Ledger(pricer=self.price)
         self.explainer = Explainer()
         self.chains = ResponseChains()  # Responses ids of this run's turns, for previous_response_id
         self.branches = Branches()  # conversations of one fingerprinted session that start alike
+        self.baselines = Baselines()  # each thread's latest response, for the provider to compare with (diagnostics)
         self.unwritten: set[str] = set()  # output options whose file lacks something: an event line that failed,
         # a report whose latest write failed; kept across a reset, since what is lost stays lost
 
@@ -116,6 +130,7 @@ class Audit:
         self.explainer = explainer
         self.chains = ResponseChains()
         self.branches = Branches()
+        self.baselines = Baselines()
 
     def price(self, turn: Turn) -> Cost | None:
         """What a turn cost; derived when needed, never stored per turn."""
@@ -150,9 +165,44 @@ class Audit:
             key = f"{turn.thread}@{model_family(turn.requested_model or turn.model)}"  # a cache is per model
             turn.miss = self.explainer.observe(request.session_id, request.snapshot, extracted.usage, thread=key,
                                                continues=request.position is Position.CONTINUATION and not turn.opens)
+        answer = extracted.diagnosis
+        if request.opted_in and answer is not None and answer.reason == NO_DIVERGENCE:
+            answer = diagnosis(OPTED_IN)  # null is also the answer to a comparison that found nothing: not here
+        turn.provider_diagnosis = answer
+        self.ledger.diagnoses.add(turn)
         if turn.ok:
             self.chains.learn(extracted.response_id, request.session_id, request.source)
+            if request.compare_as is not None:
+                self.baselines.learn(request.compare_as, extracted.response_id)
         return Recorded(turn, failures, turn_log_line(request.session_id, turn))
+
+    def unpriced(self, turn: Turn) -> str | None:
+        """A warning for the adapter to log on the first successful turn of a model the price table does not
+        know, None on any other turn: one line per model, not per turn (at most ``MAX_UNPRICED`` models). A turn
+        without a model name has nothing to name: it is counted in the totals only."""
+        model = turn.model
+        if (not turn.ok or not turn.provider or not model or model in self.unpriced_models
+                or len(self.unpriced_models) >= MAX_UNPRICED or self.prices.get(model) is not None):
+            return None
+        self.unpriced_models.add(model)
+        return (f"model {model!r} has no price: its turns are left out of the cost totals "
+                f"(totals.cost_unpriced_turns counts them); give its prices in a cache_prices file")
+
+    def ask_for_diagnostics(self, dialect: Dialect, path: str, request: RequestFacts, body: dict | None,
+                            raw: bytes | None) -> tuple[RequestFacts, bytes | None]:
+        """``cache_diagnostics``: the body that asks the provider to compare this request with the latest response
+        of its thread (None: nothing to add, or ``raw`` is None: the body cannot be edited exactly), and the request
+        facts that say whether its own response can be compared with (``compare_as``)."""
+        if body is None or request.thread is None or not supported(dialect, path, body.get("model")):
+            return request, None
+        key = ThreadKey(request.session_id, request.thread.thread_id, model_family(body["model"]))
+        baseline = self.baselines.baseline(key, continues=request.position is Position.CONTINUATION)
+        edited = with_diagnostics(dialect, raw, body, baseline) if raw is not None else None
+        # Anthropic keeps a fingerprint only of a request that asks; OpenAI one of every response.
+        asked = edited is not None or asks_already(dialect, body) or dialect is Dialect.OPENAI_RESPONSES
+        if not asked:
+            return request, None
+        return request._replace(compare_as=key, opted_in=opts_in_only(dialect, body, edited, baseline)), edited
 
     def event_line(self, request: RequestFacts, turn: Turn) -> str:
         return event_line(request.session_id, request.source, turn, self.price)

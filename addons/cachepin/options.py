@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cachepin.request.session import is_valid_id
-from cachepin.turns.models import DEFAULT_PRICES, PriceTable, load_prices
+from cachepin.turns.models import DEFAULT_PRICES, PriceTable
+from cachepin.turns.price_files import load_prices
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PROTECTED_HEADERS = frozenset({
@@ -83,7 +84,8 @@ def writable_file(option: str, path: str, *, replaced: bool = False) -> str:
 
 
 def price_table(path: str) -> PriceTable:
-    """``cache_prices``: the built-in prices, with those of the JSON file at ``path`` merged over them."""
+    """``cache_prices``: the built-in prices, with those of the JSON file at ``path`` (cachepin's format, or
+    LiteLLM's price database) over them."""
     try:
         return load_prices(path) if path else DEFAULT_PRICES
     except ValueError as e:
@@ -190,13 +192,19 @@ AUDIT = (
            "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit,
            accepts="a whole number >= 0 (0 = unlimited)"),
     Option("cache_prices", str, "",
-           "JSON file of model prices (USD per million tokens) merged over the built-in table.", price_table),
+           "JSON file of model prices (USD per million tokens) merged over the built-in table: cachepin's "
+           "format, or a copy of LiteLLM's model_prices_and_context_window.json.", price_table),
     Option("cache_ttl_scale", str, "1",
            "Multiply cache TTLs by this factor when explaining misses (for simulators that shrink time).", ttl_scale),
     Option("cache_explain", bool, True,
            "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request body; turn off "
            "for the most throughput (then a request whose session id is in a header is never parsed by the "
            "audit, and turns are grouped by the model the response names)."),
+    Option("cache_diagnostics", bool, False,
+           "Ask the provider why each later turn of a thread missed: add the documented field naming the thread's "
+           "previous response (Anthropic diagnostics.previous_message_id on the Claude API, OpenAI Responses "
+           "prompt_cache_options.comparison_response_id on GPT-5.6+) to request bodies without one; reads each "
+           "request body before it goes upstream. Responses that carry the provider's diagnosis are read either way."),
     Option("cache_minimums", Sequence[str], [],
            "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), overriding the built-in "
            "table when explaining misses.", minimums),

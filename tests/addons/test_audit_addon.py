@@ -67,7 +67,7 @@ CASES = [
          lambda prompt: {"model": "gpt-5", "messages": [{"role": "system", "content": "Be brief."},
                                                         {"role": "user", "content": prompt}]},
          lambda read, written: openai.completion(openai.chat_usage(Tokens(300, read=read, output=52)), REPLY, "gpt-5"),
-         lambda read, written: (300, 0, read, 52),
+         lambda read, written: (300, None, read, 52),  # writes are not reported (only from GPT-5.6 on)
          openai.completion(openai.chat_usage(Tokens(300, read=None, creation=None, output=52)), REPLY, "gpt-5")),
     Case("openai-responses", "/v1/responses", "openai", "gpt-5",
          lambda prompt: {"model": "gpt-5", "instructions": "Be brief.", "input": prompt},
@@ -150,7 +150,7 @@ SSE_CASES = {
     "openai-chat": ("/v1/chat/completions",
                     framing.stream(openai.chat_events(openai.chat_usage(Tokens(204, read=4096, output=52)), STREAMED,
                                                       "gpt-5")),
-                    ("openai", "gpt-5", 204, 0, 4096, 52)),
+                    ("openai", "gpt-5", 204, None, 4096, 52)),
     "openai-responses": ("/v1/responses",
                          framing.stream(openai.responses_events(openai.responses_usage(
                              Tokens(288, read=6912, creation=None, output=140)), STREAMED, "gpt-5")),
@@ -314,19 +314,80 @@ async def test_plain_streaming_of_sse_becomes_the_tap(addon: CacheAudit) -> None
     assert isinstance(flow.response.stream, StreamTap)
 
 
-async def test_bedrock_event_streams_are_streamed_through_unread(addon: CacheAudit, caplog) -> None:
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+BEDROCK_STREAMS = {  # path, request body, stream for (read, written), provider and model as recorded
+    "converse-stream": ("/model/anthropic.claude-sonnet-4-6/converse-stream", CASES[4].request(PROMPT),
+                        lambda read, written: bedrock.converse_stream(bedrock.converse_usage(
+                            Tokens(30, read=read, creation=written, output=95)), STREAMED),
+                        ("bedrock", None)),
+    "invoke-with-response-stream": (
+        "/model/anthropic.claude-sonnet-4-6/invoke-with-response-stream", CASES[5].request(PROMPT),
+        lambda read, written: bedrock.invoke_stream(anthropic.events(anthropic.usage(
+            Tokens(30, read=read, creation=written, output=95)), STREAMED, "claude-sonnet-4-6"),
+            bedrock.invocation_metrics(Tokens(30, read=read, creation=written, output=95))),
+        ("bedrock", "claude-sonnet-4-6")),
+}
+
+
+@pytest.mark.parametrize("size", [1, 9, 100_000])
+@pytest.mark.parametrize("name", list(BEDROCK_STREAMS))
+async def test_bedrock_event_streams_are_read_as_they_pass(addon: CacheAudit, name: str, size: int) -> None:
+    """Each chunk comes back from the tap as it went in, at once; the figures are read on the side."""
+    path, request, frames, recorded = BEDROCK_STREAMS[name]
+    with taddons.context(addon):
+        for read, written in [(0, 1538), (1538, 0)]:
+            body = b"".join(frames(read, written))
+            flow = make_flow(path, request, response=b"", content_type=EVENT_STREAM,
+                             headers={"x-session-id": "s-bedrock"})
+            addon.responseheaders(flow)
+            assert isinstance(flow.response.stream, StreamTap)
+            for part in [*split(body, size), b""]:
+                assert flow.response.stream(part) is part
+            assert flow.response.stream.result.warning is None
+            flow.response.raw_content = None  # what streaming leaves behind
+            addon.response(flow)
+    assert [(t.verdict.value, t.provider, t.model, *figures(t)) for t in turns(addon)] == [
+        ("cold", *recorded, 30, 1538, 0, 95), ("hit", *recorded, 30, 0, 1538, 95)]
+    assert all(t.ttft_ms is not None for t in turns(addon))
+
+
+@pytest.mark.parametrize("name", list(BEDROCK_STREAMS))
+async def test_a_kept_bedrock_stream_is_read_from_the_capture(addon: CacheAudit, name: str) -> None:
+    """store_streamed_bodies=true keeps the bytes: a replay reads them with the same scanner."""
+    path, request, frames, recorded = BEDROCK_STREAMS[name]
     with taddons.context(addon) as tctx:
-        flow = make_flow("/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream", response=b"",
-                         content_type="application/vnd.amazon.eventstream")
-        addon.responseheaders(flow)
-        assert flow.response.stream is True
-        flow.response.raw_content = None  # what streaming leaves behind
-        await run(tctx, addon, flow)
-        kept = make_flow("/model/anthropic.claude-sonnet-4-5/invoke-with-response-stream",
-                         response=b"\x00\x00\x01\x0bbinary frames", content_type="application/vnd.amazon.eventstream")
-        await run(tctx, addon, kept)  # store_streamed_bodies=true keeps the bytes: still not read, no warning
-    assert [t.verdict for t in turns(addon)] == ["none", "none"]
-    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        await run(tctx, addon, make_flow(path, request, response=b"".join(frames(1538, 0)),
+                                         content_type=EVENT_STREAM, live=False))
+    turn, = turns(addon)
+    assert (turn.provider, turn.model, *figures(turn)) == (*recorded, 30, 0, 1538, 95)
+
+
+async def test_a_bedrock_exception_mid_stream_is_an_error_turn_by_its_type(addon: CacheAudit, caplog) -> None:
+    path, request, frames, _ = BEDROCK_STREAMS["converse-stream"]
+    parts = [*frames(0, 1538)[:3], bedrock.exception("throttlingException", f"Too many requests {SECRET_KEY}")]
+    with taddons.context(addon):
+        caplog.set_level(logging.INFO)
+        flow = make_flow(path, request, response=b"", content_type=EVENT_STREAM)
+        out = stream_through(addon, flow, parts)
+    assert out == b"".join(parts)
+    turn, = turns(addon)
+    assert turn.verdict.value == "error" and turn.error == "throttlingException"
+    assert "error=throttlingException" in caplog.text and SECRET_KEY not in caplog.text
+
+
+async def test_a_corrupt_bedrock_stream_is_one_warning_and_passes_through(addon: CacheAudit, caplog) -> None:
+    path, request, frames, _ = BEDROCK_STREAMS["invoke-with-response-stream"]
+    parts = frames(0, 1538)
+    damaged = bytearray(parts[4])
+    damaged[-1] ^= 0xFF
+    parts[4] = bytes(damaged)
+    with taddons.context(addon):
+        out = stream_through(addon, make_flow(path, request, response=b"", content_type=EVENT_STREAM), parts)
+    assert out == b"".join(parts)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "AWS" in r.getMessage()]
+    assert len(warnings) == 1 and "the AWS event stream is corrupt (message CRC mismatch at byte" in warnings[0]
+    turn, = turns(addon)
+    assert turn.cache_creation_input_tokens == 1538 and turn.output_tokens == 1  # message_start, before the damage
 
 
 async def test_a_stream_tapped_before_a_hot_reload_is_read_after_it(addon: CacheAudit) -> None:

@@ -34,7 +34,8 @@ from mitmproxy.test import tflow
 from raw_client import exchange
 from scripted_upstream import Close, ScriptedUpstream, Send
 
-from cachepin.request.body_edit import with_prompt_cache_key
+from cachepin.request.body import parse_json_object
+from cachepin.request.body_edit import coding_round_trips, with_member, with_prompt_cache_key
 from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.response.readers import usage_from_body
 from cachepin_tools.harness.processes import wait_until
@@ -280,7 +281,7 @@ def test_a_huge_line_passes_through_and_costs_one_warning(encoding_name: str) ->
     chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)]
     headers = [("content-type", "text/event-stream")] + ([("content-encoding", encoding_name)] if encoding_name else [])
     inject, audit = Inject(), CacheAudit()
-    flow = tflow.tflow(req=make_request("POST", "/v1/messages", [], b'{"model":"m"}'))
+    flow = tflow.tflow(req=make_request("POST", "/v1/messages", [], b'{"model":"claude-sonnet-4-6"}'))
     with harness(inject, audit), captured_logs() as records:
         delivered = drive(inject, audit, flow, make_response(200, headers), chunks)
     assert delivered is not None and b"".join(delivered) == body
@@ -307,7 +308,8 @@ def request_body(draw: st.DrawFn) -> bytes:
                     max_size=3) | json_values),
                 "input": draw(json_values)}
         for key, value in draw(st.dictionaries(st.sampled_from(["metadata", "prompt_cache_key", "session_id",
-                                                                "stream", "contents"]), json_values)).items():
+                                                                "stream", "contents", "diagnostics"]),
+                                               json_values)).items():
             body[key] = value
         spaced = draw(st.booleans())
         return (b"  " if spaced else b"") + json.dumps(body, indent=2 if spaced else None).encode()
@@ -326,6 +328,25 @@ def _decoded(header: str, raw: bytes) -> bytes:
     return encoding.decode(raw, header) if header else raw
 
 
+def exactly_decoded(enc: Encoded) -> bytes | None:
+    """The body as the client meant it, when a coding that re-encodes it alike says how; else None."""
+    try:
+        plain = _decoded(enc.header, enc.body)
+    except ValueError:
+        return None
+    return plain if coding_round_trips(enc.header, enc.body) else None
+
+
+def asks_for_diagnostics(method: str, path: str, enc: Encoded) -> bool:
+    """cache_diagnostics' one edit of a first turn, as docs/providers.md words the rule: an Anthropic Messages
+    request to the Claude API's path, for a claude- model, that does not ask itself, opts in."""
+    plain = exactly_decoded(enc)
+    body = parse_json_object(plain) if plain is not None else None
+    model = body.get("model") if body is not None else None
+    return (method == "POST" and path == PATHS[Dialect.ANTHROPIC] and isinstance(model, str)
+            and model.lower().startswith("claude-") and "diagnostics" not in body)
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_requests_change_only_by_the_documented_headers(data: st.DataObject) -> None:
@@ -341,17 +362,21 @@ def test_requests_change_only_by_the_documented_headers(data: st.DataObject) -> 
     if enc.header:
         headers.append(("content-encoding", enc.header))
     prompt_cache_key = data.draw(st.booleans())
+    cache_diagnostics = data.draw(st.booleans())
     request = make_request(method, path, headers, enc.body)
     before = request.copy()
     inject, audit = Inject(), CacheAudit()
     flow = tflow.tflow(req=request)
     with harness(inject, audit) as tctx, captured_logs() as records:
         tctx.configure(inject, affinity_prompt_cache_key=prompt_cache_key)
+        tctx.configure(audit, cache_diagnostics=cache_diagnostics)
         run_hook("requestheaders", flow, inject, audit)
         run_hook("request", flow, inject, audit)
 
     pinned = flow.metadata.get("cachepin")
-    edited = bool(pinned and pinned.get("prompt_cache_key"))
+    keyed = bool(pinned and pinned.get("prompt_cache_key"))
+    diagnosed = cache_diagnostics and asks_for_diagnostics(method, path, enc)
+    edited = keyed or diagnosed
     ignore = SESSION_HEADERS | ({b"content-length"} if edited else set())
     assert header_fields(request, without=ignore) == header_fields(before, without=ignore)
     assert (request.method, request.url, request.http_version) == (before.method, before.url, before.http_version)
@@ -363,11 +388,15 @@ def test_requests_change_only_by_the_documented_headers(data: st.DataObject) -> 
         assert values == old or (pinned and values == [pinned["session_id"]]), (name, old, values)
     if not edited:
         assert request.raw_content == enc.body
-    else:  # only the key, spliced in as text, in the encoding the client chose
-        assert prompt_cache_key and enc.honest
+    else:  # only the documented members, spliced in as text, in the encoding the client chose
+        assert (prompt_cache_key or cache_diagnostics) and exactly_decoded(enc) is not None
         assert request.headers.get("content-encoding") == before.headers.get("content-encoding")
         assert request.headers["content-length"] == str(len(request.raw_content))
-        expected = with_prompt_cache_key(_decoded(enc.header, enc.body), pinned["session_id"])
+        expected = _decoded(enc.header, enc.body)
+        if keyed:
+            expected = with_prompt_cache_key(expected, pinned["session_id"])
+        if diagnosed:  # a first turn: it opts in (no earlier response to compare with)
+            expected = with_member(expected, "diagnostics", {"previous_message_id": None})
         assert _decoded(enc.header, request.raw_content) == expected
     assert len(problems(records)) <= 1, problems(records)
     assert all("sk-planted" not in r.getMessage() for r in records)
@@ -391,6 +420,48 @@ def test_prompt_cache_key_is_not_added_to_a_body_that_does_not_decode(header: st
     assert request.raw_content == body
     assert request.headers["content-encoding"] == header
     assert "prompt_cache_key" not in flow.metadata.get("cachepin", {})
+
+
+CLAUDE_REQUEST = b'{"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.mark.parametrize("name", sorted(set(COMPRESSORS) - {"gzip-then-br"}))
+def test_cache_diagnostics_adds_its_member_and_nothing_else(name: str) -> None:
+    """In every coding mitmproxy encodes again: the member spliced in as text, re-encoded alike, Content-Length
+    right."""
+    audit = CacheAudit()
+    request = make_request("POST", "/v1/messages", [("content-type", "application/json"), ("x-session-id", "s1"),
+                                                    ("content-encoding", HEADER_OF[name])],
+                           COMPRESSORS[name](CLAUDE_REQUEST))
+    before = request.copy()
+    flow = tflow.tflow(req=request)
+    with harness(audit) as tctx:
+        tctx.configure(audit, cache_diagnostics=True)
+        run_hook("requestheaders", flow, audit)
+        run_hook("request", flow, audit)
+    assert header_fields(request, without={b"content-length"}) == header_fields(before, without={b"content-length"})
+    assert request.headers["content-length"] == str(len(request.raw_content))
+    assert _decoded(HEADER_OF[name], request.raw_content) == (b'{"diagnostics":{"previous_message_id":null},'
+                                                              + CLAUDE_REQUEST[1:])
+
+
+@pytest.mark.parametrize("header, body", [
+    ("gzip", CLAUDE_REQUEST),
+    ("x-snappy", CLAUDE_REQUEST),
+    ("br", gzip.compress(CLAUDE_REQUEST)),
+    ("gzip", zlib.compress(CLAUDE_REQUEST)),
+    ("gzip, br", COMPRESSORS["gzip-then-br"](CLAUDE_REQUEST)),  # honest, but mitmproxy decodes one coding only
+], ids=["gzip-header-plain-body", "unknown-coding", "br-header-gzip-body", "gzip-header-zlib-body", "gzip-then-br"])
+def test_cache_diagnostics_are_not_asked_in_a_body_that_does_not_decode(header: str, body: bytes) -> None:
+    audit = CacheAudit()
+    request = make_request("POST", "/v1/messages", [("content-encoding", header), ("x-session-id", "s1")], body)
+    flow = tflow.tflow(req=request)
+    with harness(audit) as tctx, captured_logs() as records:
+        tctx.configure(audit, cache_diagnostics=True)
+        run_hook("requestheaders", flow, audit)
+        run_hook("request", flow, audit)
+    assert request.raw_content == body and request.headers["content-encoding"] == header
+    assert problems(records) == []
 
 
 def test_a_gzip_labelled_zlib_body_is_left_as_sent_with_one_warning() -> None:

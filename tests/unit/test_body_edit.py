@@ -1,4 +1,5 @@
-"""The prompt_cache_key splice: the key is added and every other byte is kept."""
+"""The body splices (prompt_cache_key, the providers' diagnostics fields): the member is added and every other byte
+is kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import zlib
 
 import pytest
 
-from cachepin.request.body_edit import coding_round_trips, with_prompt_cache_key
+from cachepin.request.body_edit import coding_round_trips, with_member, with_nested_member, with_prompt_cache_key
 
 
 @pytest.mark.parametrize(
@@ -40,3 +41,44 @@ def test_non_objects_are_left_alone(raw: bytes) -> None:
 ])
 def test_coding_round_trips(coding: str, body: bytes, round_trips: bool) -> None:
     assert coding_round_trips(coding, body) is round_trips
+
+
+# --- members of nested objects (cache_diagnostics: prompt_cache_options.comparison_response_id) -----------------
+
+@pytest.mark.parametrize("raw", [
+    b'{"model":"gpt-5.6","prompt_cache_options":{"ttl":"30m"},"input":"hi"}',
+    b'{\n  "prompt_cache_options" : { },\n  "input": [{"content": "caf\xc3\xa9 {\\"prompt_cache_options\\": {}}"}]\n}',
+    b'{"input":"\\u00e9\xe2\x82\xac","prompt_cache_options":{"mode":"explicit","ttl":"30m"}} \n',
+    b'{"a":{"prompt_cache_options":{}},"prompt_cache_options":{"x":[1,{"y":null}]}}',
+])
+def test_a_nested_member_is_added_and_the_rest_kept(raw: bytes) -> None:
+    edited = with_nested_member(raw, "prompt_cache_options", "comparison_response_id", "resp_1")
+    assert edited is not None
+    parsed, original = json.loads(edited), json.loads(raw)
+    assert parsed["prompt_cache_options"].pop("comparison_response_id") == "resp_1"
+    assert parsed == original
+    assert edited.replace(b'"comparison_response_id":"resp_1"', b"", 1).replace(b"{,", b"{") == raw
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"prompt_cache_options":null}',  # no object to add to
+    b'{"prompt_cache_options":"30m"}',
+    b'{"input":"hi"}',  # no such member
+    b'{"prompt_cache_options":{},"prompt_cache_options":{}}',  # twice: which one counts is the parser's guess
+    b'{"prompt_cache_options":{}',  # no JSON at all
+    b'{"prompt_cache_options":{}} trailing',
+    b'[{"prompt_cache_options":{}}]',
+    b'\xef\xbb\xbf{"prompt_cache_options":{}}',  # a BOM: not the text we could splice in exactly
+    b'{"prompt_cache_options":{"ttl":"\xff"}}',  # not UTF-8
+    b"",
+])
+def test_no_nested_member_where_the_place_is_in_doubt(raw: bytes) -> None:
+    assert with_nested_member(raw, "prompt_cache_options", "comparison_response_id", "resp_1") is None
+
+
+@pytest.mark.parametrize("value", [None, {"previous_message_id": None}, {"previous_message_id": "msg_\u00e9"}, [1]])
+def test_any_json_value_is_spliced_compact_and_ascii(value: object) -> None:
+    edited = with_member(b'{"model": "claude-opus-4-8"}', "diagnostics", value)
+    assert edited is not None and edited.isascii()
+    assert json.loads(edited) == {"diagnostics": value, "model": "claude-opus-4-8"}
+    assert edited.startswith(b'{"diagnostics":' + json.dumps(value, separators=(",", ":")).encode() + b",")

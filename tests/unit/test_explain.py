@@ -175,6 +175,9 @@ def test_prefix_change_wins_over_an_expired_ttl() -> None:
         ("claude-haiku-4-5", 60, None, 4096),
         ("claude-3-haiku-20240307", 20, None, 2048),
         ("claude-3-7-sonnet-latest", 5, None, 1024),
+        ("claude-opus-4-8", 5, None, 1024),  # Claude Code's default: lower than Opus 4.5-4.7
+        ("claude-opus-4-7", 20, None, 2048),
+        ("us.anthropic.claude-opus-4-6-v1", 60, None, 4096),  # Bedrock
         (SONNET, 60, {"claude-sonnet-4-5": 4096}, 4096),  # Sonnet observed caching only from larger prompts
         ("my-finetune", 5, {"my-finetune*": 2048}, 2048),
         ("claude-haiku-4-5", 5, {"anthropic/claude-haiku-4.5": 1024}, 1024),  # keys in any gateway spelling
@@ -199,7 +202,7 @@ def test_a_prompt_that_grew_past_the_minimum_still_misses_once() -> None:
     assert found.evidence["prefix_tokens"] == prev.cached_tokens
 
 
-@pytest.mark.parametrize("model", ["claude-opus-9", "claude-opus-4-7-20260101", "llama-3.3-70b"])
+@pytest.mark.parametrize("model", ["claude-opus-9", "claude-haiku-5-5-20261101", "llama-3.3-70b"])
 def test_unknown_model_gets_no_minimum_judgement(model: str) -> None:
     prev = snap(anthropic_body(1, model=model, instructions=1))
     cur = snap(anthropic_body(2, model=model, instructions=1), 3.0)
@@ -361,7 +364,7 @@ def test_openai_chat(prev_body: Body, cur_body: Body, gap: float, read: str, rea
 def test_openai_never_blames_missing_breakpoints() -> None:
     prev = snap(openai_body(2), dialect=Dialect.OPENAI_CHAT)
     cur = snap(openai_body(3), 3.0, dialect=Dialect.OPENAI_CHAT)
-    assert not prev.marked
+    assert prev.marker == ""
     found = explained(prev, cur, usage(0, model="gpt-4o", provider="openai"))
     assert found is not None and found.reason is not Reason.NO_BREAKPOINT
 
@@ -391,6 +394,79 @@ def test_other_automatic_dialects_name_the_changed_path(
     found = explained(prev, cur, usage(0, model=prev_body.get("model"), provider=dialect.value))
     assert found is not None and found.reason is Reason.PREFIX_CHANGED
     assert found.evidence["path"] == path
+
+
+# --- OpenAI GPT-5.6 and later: breakpoints, 30 min / 12 h TTLs ------------------------------
+
+
+def gpt56(turn: int, *, model: str = "gpt-5.6", marked: bool = False, **extra: object) -> Body:
+    """``openai_body`` on a GPT-5.6 model; ``marked`` puts an explicit breakpoint on the system message."""
+    body = openai_body(turn, model=model, **extra)
+    if marked:
+        rules = body["messages"][0]["content"]
+        marker = {"mode": "explicit"}
+        body["messages"][0]["content"] = [{"type": "text", "text": rules, "prompt_cache_breakpoint": marker}]
+    return body
+
+
+def chat(body: Body, at: float = 0.0) -> Snapshot:
+    return snap(body, at, dialect=Dialect.OPENAI_CHAT)
+
+
+@pytest.mark.parametrize(("model", "reason"), [("gpt-4o", Reason.ROUTING), ("gpt-5.6", Reason.PREFIX_CHANGED),
+                                               ("gpt-6-sol-2027-01-01", Reason.PREFIX_CHANGED)])
+def test_gpt56_reads_only_at_breakpoints(model: str, reason: Reason) -> None:
+    """An edited first question: older models still read the unchanged system prompt, GPT-5.6 only what a
+    breakpoint wrote, and its implicit one sat on the newest message."""
+    prev = chat(gpt56(2, model=model))
+    cur = chat(mutated(gpt56(3, model=model), edit_openai_question), 3.0)
+    found = explained(prev, cur, usage(0, model=model, provider="openai"))
+    assert found is not None and found.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("extra", "gap", "reason", "ttl_s"),
+    [
+        ({}, 400.0, Reason.ROUTING, None),  # GPT-5.6's default TTL is 30 min, not 5
+        ({}, 2000.0, Reason.TTL_EXPIRED, 1800.0),
+        ({"prompt_cache_options": {"ttl": "12h"}}, 7200.0, Reason.ROUTING, None),
+        ({"prompt_cache_options": {"ttl": "12h"}}, 50000.0, Reason.TTL_EXPIRED, 43200.0),
+        ({"prompt_cache_options": {"ttl": "30m"}}, 2000.0, Reason.TTL_EXPIRED, 1800.0),
+    ],
+    ids=["default-within", "default-lapsed", "12h-within", "12h-lapsed", "30m-lapsed"],
+)
+def test_gpt56_ttls(extra: dict, gap: float, reason: Reason, ttl_s: float | None) -> None:
+    prev, cur = chat(gpt56(2, **extra)), chat(gpt56(3, **extra), gap)
+    found = explained(prev, cur, usage(0, model="gpt-5.6", provider="openai"))
+    assert found is not None and found.reason is reason
+    if ttl_s is not None:
+        assert found.evidence == {"gap_s": gap, "ttl_s": ttl_s}
+
+
+def test_explicit_mode_without_a_breakpoint_caches_nothing() -> None:
+    options = {"prompt_cache_options": {"mode": "explicit"}}
+    prev, cur = chat(gpt56(2, **options)), chat(gpt56(3, **options), 3.0)
+    found = explained(prev, cur, usage(0, model="gpt-5.6", provider="openai"))
+    assert found is not None and found.reason is Reason.NO_BREAKPOINT
+    assert found.evidence == {"breakpoints": 0, "previous_breakpoints": 0}
+    assert "prompt_cache_breakpoint" in found.detail and "explicit" in found.detail
+
+
+@pytest.mark.parametrize(("read", "reason"), [("system", Reason.PREFIX_CHANGED), ("none", Reason.ROUTING)])
+def test_an_explicit_breakpoint_keeps_the_entry_before_a_change(read: str, reason: Reason) -> None:
+    prev = chat(gpt56(2, marked=True))
+    cur = chat(mutated(gpt56(3, marked=True), edit_openai_question), 3.0)
+    found = explained(prev, cur, usage(through(prev, "messages[0].content[0]") if read == "system" else 0,
+                                       model="gpt-5.6", provider="openai"))
+    assert found is not None and found.reason is reason
+
+
+def test_openai_breakpoints_have_no_lookback_limit() -> None:
+    """Anthropic's ~20-block lookback does not apply: OpenAI matches any of the latest 80 breakpoints."""
+    prev = chat(gpt56(2, marked=True))
+    cur = chat(gpt56(2 + LOOKBACK_BLOCKS, marked=True), 3.0)
+    found = explained(prev, cur, usage(0, model="gpt-5.6", provider="openai"))
+    assert found is not None and found.reason is Reason.ROUTING
 
 
 # --- Explainer: state per session ---------------------------------------------------------

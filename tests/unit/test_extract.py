@@ -67,7 +67,7 @@ JSON_CASES = [
         Dialect.OPENAI_CHAT,
         {"model": "grok-4", "usage": {"prompt_tokens": 2100, "completion_tokens": 9,
                                       "prompt_tokens_details": {"cached_tokens": 1920}}},
-        ("openai", "grok-4", 180, 1920, 0, 9, None, None), id="openai-chat-xai",
+        ("openai", "grok-4", 180, 1920, None, 9, None, None), id="openai-chat-writes-not-reported",
     ),
     pytest.param(
         Dialect.OPENAI_CHAT,
@@ -89,7 +89,7 @@ JSON_CASES = [
         Dialect.OPENAI_CHAT,
         {"provider": "Anthropic", "model": "anthropic/claude-sonnet-4.6",
          "usage": {"prompt_tokens": 300, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 0}}},
-        ("openrouter", "anthropic/claude-sonnet-4.6", 300, 0, 0, 3, None, None), id="openrouter-by-provider-field",
+        ("openrouter", "anthropic/claude-sonnet-4.6", 300, 0, None, 3, None, None), id="openrouter-by-provider-field",
     ),
     pytest.param(
         Dialect.OPENAI_CHAT,
@@ -190,7 +190,7 @@ SSE_CASES = [
             {"object": "chat.completion.chunk", "model": "gpt-4o", "choices": [], "usage": {
                 "prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}},
             "[DONE]"),
-        ("openai", "gpt-4o", 204, 4096, 0, 52, None, None), id="openai-chat",
+        ("openai", "gpt-4o", 204, 4096, None, 52, None, None), id="openai-chat",
     ),
     pytest.param(
         Dialect.OPENAI_CHAT,
@@ -378,6 +378,179 @@ def test_a_dropped_write_count_is_unknown_not_zero() -> None:
         "prompt_tokens_details": {"cached_tokens": 20, "cache_write_tokens": "lots"}}})
     assert result.usage is not None and result.usage.cache_creation_input_tokens is None
     assert result.usage.input_tokens == 80
+
+
+# --- golden responses: every field each provider documents, in its order, with the lines its streams carry ---
+# (docs/providers.md cites the pages; the numbers are invented)
+
+OPENAI_CHAT_REASONING = {  # o-series: reasoning_tokens is part of completion_tokens, total = prompt + completion
+    "id": "chatcmpl-Bx7kQ2mN9pL4vR8sT1uW3yZ5aC6e", "object": "chat.completion", "created": 1764633600,
+    "model": "o4-mini-2025-04-16",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Done.", "refusal": None, "annotations": []},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 4300, "completion_tokens": 340, "total_tokens": 4640,
+              "prompt_tokens_details": {"cached_tokens": 4096, "audio_tokens": 0},
+              "completion_tokens_details": {"reasoning_tokens": 256, "audio_tokens": 0,
+                                            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+    "service_tier": "default", "system_fingerprint": "fp_7e4b1c9d2a",
+}
+XAI_CHAT_REASONING = {  # docs.x.ai: reasoning beside completion_tokens, inside total_tokens, billed as completion
+    "id": "3f9c2a71-5b8e-4d06-a1c4-7e2d9b6f8a10", "object": "chat.completion", "created": 1764633600,
+    "model": "grok-4-0709",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Done.", "refusal": None},
+                 "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 2100, "completion_tokens": 9, "total_tokens": 2821,
+              "prompt_tokens_details": {"text_tokens": 2100, "audio_tokens": 0, "image_tokens": 0,
+                                        "cached_tokens": 1920},
+              "completion_tokens_details": {"reasoning_tokens": 712, "audio_tokens": 0,
+                                            "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+              "num_sources_used": 0},
+    "system_fingerprint": "fp_3a7881249c",
+}
+DEEPSEEK_REASONER = {  # reasoning inside completion_tokens, as OpenAI counts it
+    "id": "930c60df-bf64-41c9-a88e-3ec75f81e00e", "object": "chat.completion", "created": 1764633600,
+    "model": "deepseek-reasoner",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Done.", "reasoning_content": "..."},
+                 "logprobs": None, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 2600, "completion_tokens": 530, "total_tokens": 3130,
+              "prompt_tokens_details": {"cached_tokens": 2560}, "completion_tokens_details": {"reasoning_tokens": 500},
+              "prompt_cache_hit_tokens": 2560, "prompt_cache_miss_tokens": 40},
+    "system_fingerprint": "fp_8802369eaa_prod0623",
+}
+
+
+def _chunk(envelope: dict, **fields: object) -> str:
+    return "data: " + json.dumps({**envelope, **fields}, separators=(",", ":")) + "\n\n"
+
+
+_OPENAI_CHUNK = {"id": "chatcmpl-Bx7kQ2mN9pL4vR8sT1uW3yZ5aC6e", "object": "chat.completion.chunk",
+                 "created": 1764633600, "model": "gpt-4o-2024-08-06", "service_tier": "default",
+                 "system_fingerprint": "fp_7e4b1c9d2a", "usage": None}
+OPENAI_CHAT_STREAM = "".join([  # stream_options.include_usage: "usage": null on every chunk, then the usage chunk
+    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                    "logprobs": None, "finish_reason": None}]),
+    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {"content": "Done."}, "logprobs": None,
+                                    "finish_reason": None}]),
+    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]),
+    _chunk(_OPENAI_CHUNK, choices=[], usage={
+        "prompt_tokens": 4300, "completion_tokens": 52, "total_tokens": 4352,
+        "prompt_tokens_details": {"cached_tokens": 4096, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
+                                      "rejected_prediction_tokens": 0}}),
+    "data: [DONE]\n\n",
+]).encode()
+
+_XAI_CHUNK = {"id": "3f9c2a71-5b8e-4d06-a1c4-7e2d9b6f8a10", "object": "chat.completion.chunk",
+              "created": 1764633600, "model": "grok-4-0709", "system_fingerprint": "fp_3a7881249c"}
+XAI_CHAT_STREAM = "".join([
+    _chunk(_XAI_CHUNK, choices=[{"index": 0, "delta": {"content": "Done.", "role": "assistant"}}]),
+    _chunk(_XAI_CHUNK, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
+           usage=XAI_CHAT_REASONING["usage"]),
+    "data: [DONE]\n\n",
+]).encode()
+
+_OPENROUTER_CHUNK = {"id": "gen-1764633600-Qm3xZp8LrT2vWk9Yb4Nc", "provider": "xAI", "model": "x-ai/grok-4",
+                     "object": "chat.completion.chunk", "created": 1764633600}
+OPENROUTER_STREAM = "".join([  # its comments keep the connection open while the upstream thinks
+    ": OPENROUTER PROCESSING\n\n",
+    ": OPENROUTER PROCESSING\n\n",
+    _chunk(_OPENROUTER_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": "Done."},
+                                        "finish_reason": None, "native_finish_reason": None, "logprobs": None}]),
+    ": OPENROUTER PROCESSING\n\n",
+    _chunk(_OPENROUTER_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                        "finish_reason": "stop", "native_finish_reason": "stop", "logprobs": None}]),
+    _chunk(_OPENROUTER_CHUNK, choices=[], usage={  # OpenRouter counts reasoning inside completion_tokens
+        "prompt_tokens": 9100, "completion_tokens": 241, "total_tokens": 9341, "cost": 0.0041, "is_byok": False,
+        "prompt_tokens_details": {"cached_tokens": 7800, "cache_write_tokens": 1200, "audio_tokens": 0},
+        "cost_details": {"upstream_inference_cost": None},
+        "completion_tokens_details": {"reasoning_tokens": 204, "image_tokens": 0}}),
+    "data: [DONE]\n\n",
+]).encode()
+
+SSE = "text/event-stream; charset=utf-8"
+GOLDEN = [
+    pytest.param(Dialect.OPENAI_CHAT, "application/json", json.dumps(OPENAI_CHAT_REASONING).encode(),
+                 ("openai", "o4-mini-2025-04-16", 204, 4096, None, 340, None, None), id="openai-chat-reasoning"),
+    pytest.param(Dialect.OPENAI_CHAT, SSE, OPENAI_CHAT_STREAM,
+                 ("openai", "gpt-4o-2024-08-06", 204, 4096, None, 52, None, None), id="openai-chat-stream"),
+    pytest.param(Dialect.OPENAI_CHAT, "application/json", json.dumps(XAI_CHAT_REASONING).encode(),
+                 ("openai", "grok-4-0709", 180, 1920, None, 721, None, None), id="xai-chat-reasoning"),
+    pytest.param(Dialect.OPENAI_CHAT, SSE, XAI_CHAT_STREAM,
+                 ("openai", "grok-4-0709", 180, 1920, None, 721, None, None), id="xai-chat-stream"),
+    pytest.param(Dialect.OPENAI_CHAT, SSE, OPENROUTER_STREAM,
+                 ("openrouter", "x-ai/grok-4", 100, 7800, 1200, 241, None, None), id="openrouter-stream"),
+    pytest.param(Dialect.OPENAI_CHAT, "application/json", json.dumps(DEEPSEEK_REASONER).encode(),
+                 ("deepseek", "deepseek-reasoner", 40, 2560, None, 530, None, None), id="deepseek-reasoner"),
+]
+
+
+@pytest.mark.parametrize("dialect, content_type, body, expected", GOLDEN)
+def test_golden_responses(dialect: Dialect, content_type: str, body: bytes, expected: tuple) -> None:
+    result = usage_from_body(dialect, content_type, body)
+    assert figures(result.usage) == expected
+    assert (result.error, result.warning, result.final) == (None, None, True)
+
+
+@pytest.mark.parametrize("usage, output", [
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 821,
+      "completion_tokens_details": {"reasoning_tokens": 712}}, 721),  # xAI: beside, in the total
+    ({"prompt_tokens": 100, "completion_tokens": 721, "total_tokens": 821,
+      "completion_tokens_details": {"reasoning_tokens": 712}}, 721),  # OpenAI: inside
+    ({"prompt_tokens": 100, "completion_tokens": 9, "completion_tokens_details": {"reasoning_tokens": 712}}, 9),
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 109,
+      "completion_tokens_details": {"reasoning_tokens": 0}}, 9),
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 500,
+      "completion_tokens_details": {"reasoning_tokens": 712}}, 9),  # adds up neither way: as reported
+    ({"completion_tokens": 9, "total_tokens": 821, "completion_tokens_details": {"reasoning_tokens": 712}}, 9),
+    ({"prompt_tokens": 100, "total_tokens": 821, "completion_tokens_details": {"reasoning_tokens": 712}}, None),
+], ids=["beside", "inside", "no-total", "no-reasoning", "inconsistent-total", "no-prompt", "no-completion"])
+def test_reasoning_counts_in_the_output_only_when_the_total_says_it_lies_beside(usage: dict, output: int | None):
+    """Told by the figures alone: the same shapes behind any host, and for the Responses API's fields too."""
+    result = usage_from_json(Dialect.OPENAI_CHAT, {"usage": usage})
+    assert result.usage is not None and result.usage.output_tokens == output and result.warning is None
+    renamed = {"input_tokens": usage.get("prompt_tokens"), "output_tokens": usage.get("completion_tokens"),
+               "total_tokens": usage.get("total_tokens"),
+               "output_tokens_details": usage.get("completion_tokens_details")}
+    responses = usage_from_json(Dialect.OPENAI_RESPONSES, {"object": "response", "usage": renamed})
+    assert responses.usage is not None and responses.usage.output_tokens == output
+
+
+@pytest.mark.parametrize("usage, dropped", [
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": "821",
+      "completion_tokens_details": {"reasoning_tokens": 712}}, "usage.total_tokens"),
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 821,
+      "completion_tokens_details": {"reasoning_tokens": -712}}, "usage.completion_tokens_details.reasoning_tokens"),
+    ({"prompt_tokens": 100, "completion_tokens": 9, "total_tokens": 821, "completion_tokens_details": [712]},
+     "usage.completion_tokens_details"),
+], ids=["total", "reasoning", "details"])
+def test_a_bad_reasoning_figure_leaves_the_output_as_reported_with_a_warning(usage: dict, dropped: str) -> None:
+    result = usage_from_json(Dialect.OPENAI_CHAT, {"usage": usage})
+    assert result.usage is not None and result.usage.output_tokens == 9
+    assert result.warning is not None and dropped in result.warning
+
+
+@pytest.mark.parametrize("details", [{"cached_tokens": 4096}, {"cached_tokens": 4096, "audio_tokens": 0}, {}],
+                         ids=["cached-only", "openai-fields", "empty"])
+@pytest.mark.parametrize("dialect, usage", [
+    (Dialect.OPENAI_CHAT, lambda d: {"prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": d}),
+    (Dialect.OPENAI_RESPONSES, lambda d: {"input_tokens": 4300, "output_tokens": 52, "input_tokens_details": d}),
+], ids=["chat", "responses"])
+def test_writes_not_reported_are_null_in_both_openai_apis(dialect: Dialect, usage, details: dict) -> None:
+    """README: a figure the provider does not report is null, never 0 (only GPT-5.6+ and OpenRouter report writes)."""
+    result = usage_from_json(dialect, {"object": "response", "usage": usage(details)})
+    assert result.usage is not None and result.usage.cache_creation_input_tokens is None
+    assert result.usage.input_tokens == 4300 - details.get("cached_tokens", 0)
+
+
+@pytest.mark.parametrize("dialect, usage", [
+    (Dialect.OPENAI_CHAT, {"prompt_tokens": 4300, "completion_tokens": 52,
+                           "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}}),
+    (Dialect.OPENAI_RESPONSES, {"input_tokens": 4300, "output_tokens": 52,
+                                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0}}),
+], ids=["chat", "responses"])
+def test_writes_reported_as_zero_are_zero(dialect: Dialect, usage: dict) -> None:
+    result = usage_from_json(dialect, {"object": "response", "usage": usage})
+    assert result.usage is not None and result.usage.cache_creation_input_tokens == 0
 
 
 @pytest.mark.parametrize(

@@ -50,3 +50,15 @@ def test_turn_log_line(turn: Turn, expected: str) -> None:
 def test_log_line_keeps_short_session_ids_whole() -> None:
     turn = Turn(index=1, flow_id="f", started_at=0.0, status=200, stream=False, verdict=Verdict.COLD)
     assert turn_log_line("abc", turn).startswith("cachepin session=abc turn=1 ")
+
+
+def test_the_providers_reason_comes_before_cachepins() -> None:
+    """cachepin's reason stays last (its detail may hold anything a model name does); the provider's is a type."""
+    from cachepin.response.diagnostics import Diagnosis
+    from cachepin.turns.explain import Explanation, Reason
+
+    turn = Turn(index=2, flow_id="f", started_at=0.0, status=200, stream=False, verdict=Verdict.MISS,
+                miss=Explanation(Reason.PREFIX_CHANGED, "prefix inserted at tools[1]", {}),
+                provider_diagnosis=Diagnosis("tools_changed", 41735))
+    assert turn_log_line(SID, turn).endswith(
+        "output=- provider_reason=tools_changed reason=prefix_changed (prefix inserted at tools[1])")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cachepin.response.usage import Usage
+from cachepin.turns.models import Price, PriceTable
 from cachepin.turns.pricing import cost
 
 
@@ -87,7 +88,7 @@ def test_a_cold_turn_saves_a_negative_amount() -> None:
     [
         None,
         anthropic(10, 0, 0, 10, model=None),
-        anthropic(10, 0, 0, 10, model="claude-opus-4-7"),
+        anthropic(10, 0, 0, 10, model="claude-opus-4-9"),
         anthropic(10, 0, 0, 10, model="my-local-llama"),
         anthropic(None, None, None, None),
     ],
@@ -95,3 +96,39 @@ def test_a_cold_turn_saves_a_negative_amount() -> None:
 )
 def test_unknown_models_and_missing_usage_cost_nothing(used: Usage | None) -> None:
     assert cost(used) is None
+
+
+def test_claude_codes_default_model_is_priced() -> None:
+    """claude-opus-4-8 (Claude Code's default): a 1 h write of 2000 tokens, 30000 read, 40 fresh, 300 out."""
+    found = cost(anthropic(40, 2000, 30000, 300, 0, 2000, model="claude-opus-4-8"))
+    assert found is not None
+    assert (found.billed, found.uncached) == pytest.approx(
+        ((40 * 5 + 2000 * 10 + 30000 * 0.5 + 300 * 25) / 1e6, (32040 * 5 + 300 * 25) / 1e6))
+
+
+def test_gpt56_bills_its_cache_writes() -> None:
+    """GPT-5.6 reports cache_write_tokens and bills them at 1.25x input, as creation tokens of the default TTL."""
+    found = cost(Usage("openai", "gpt-5.6", 100, 3000, 8000, 50))
+    assert found is not None
+    assert found.billed == pytest.approx((100 * 4 + 3000 * 5 + 8000 * 0.4 + 50 * 20) / 1e6)
+
+
+LONG = Price(6.0, 22.5, 0.6, 7.5, 12.0)
+TIERED = PriceTable({"house-model": Price(3.0, 15.0, 0.3, 3.75, 6.0, ((200_000, LONG),))})
+
+
+@pytest.mark.parametrize(
+    ("fresh", "created", "read", "tier"),
+    [(1000, 0, 199_000, None), (1000, 0, 199_001, LONG), (200_001, None, None, LONG), (0, 150_000, 60_000, LONG)],
+    ids=["at-threshold", "above-by-read", "above-by-input", "above-by-write-and-read"],
+)
+def test_a_long_prompt_is_billed_at_its_tier_whole(fresh: int, created: int | None, read: int | None,
+                                                    tier: Price | None) -> None:
+    """The prompt (input, written and read tokens) decides the tier, which then prices every token, output too."""
+    price = tier or Price(3.0, 15.0, 0.3, 3.75, 6.0)
+    found = cost(Usage("anthropic", "house-model", fresh, created, read, 100), TIERED)
+    assert found is not None
+    billed = fresh * price.input + (created or 0) * price.cache_write_5m + (read or 0) * price.cache_read
+    assert found.billed == pytest.approx((billed + 100 * price.output) / 1e6)
+    assert found.uncached == pytest.approx(((fresh + (created or 0) + (read or 0)) * price.input
+                                            + 100 * price.output) / 1e6)

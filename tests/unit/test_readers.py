@@ -15,10 +15,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cachepin.request.dialects import Dialect
+from cachepin.response.eventstream import EventStreamScanner
 from cachepin.response.extract import Extracted, UsageAccumulator
-from cachepin.response.readers import StreamTap, interrupted, is_event_stream, usage_from_body
+from cachepin.response.readers import (
+    ScannerFactory,
+    StreamTap,
+    interrupted,
+    is_bedrock_event_stream,
+    is_event_stream,
+    scanner_for,
+    usage_from_body,
+)
+from cachepin.response.sse import SseScanner
 from cachepin.response.usage import Usage
-from cachepin_tools.wire import anthropic, framing, gemini
+from cachepin_tools.wire import anthropic, bedrock, eventstream, framing, gemini
 from cachepin_tools.wire.tokens import Tokens
 
 ANTHROPIC = b"".join([
@@ -45,7 +55,7 @@ OPENAI = framing.stream([
         "prompt_tokens": 4300, "completion_tokens": 52, "prompt_tokens_details": {"cached_tokens": 4096}}}),
     framing.DONE,
 ])
-OPENAI_USAGE = Usage("openai", "gpt-4o", 204, 0, 4096, 52)
+OPENAI_USAGE = Usage("openai", "gpt-4o", 204, None, 4096, 52)
 
 GEMINI = framing.stream([(None, gemini.response(gemini.usage_metadata(
     Tokens(1928, read=3072, creation=None, output=n + 25, reasoning=25)), f"part {n}", "gemini-2.5-pro",
@@ -73,9 +83,10 @@ STREAMS = [
 ]
 
 
-def run_tap(dialect: Dialect, chunks: list[bytes], encoding: str = "") -> StreamTap:
+def run_tap(dialect: Dialect, chunks: list[bytes], encoding: str = "",
+            scanner: ScannerFactory = SseScanner) -> StreamTap:
     """Feeds the chunks and the final b"", checking that each comes back as the very same object."""
-    tap = StreamTap(dialect, encoding)
+    tap = StreamTap(dialect, encoding, scanner=scanner)
     for chunk in [*chunks, b""]:
         assert tap(chunk) is chunk
     return tap
@@ -353,3 +364,100 @@ def test_a_response_that_did_not_end_is_an_error_unless_its_final_usage_was_read
                                                                                   expected_error: str | None) -> None:
     settled = interrupted(read, "Client disconnected.")
     assert settled.error == expected_error and settled.usage == read.usage
+
+
+# --- Bedrock's AWS event streams: the same tap, the event-stream scanner ----------------------------------------
+
+EVENT_STREAM = "application/vnd.amazon.eventstream"
+BEDROCK_TOKENS = Tokens(30, read=8800, creation=1200, output=95)
+CONVERSE = b"".join(bedrock.converse_stream(bedrock.converse_usage(BEDROCK_TOKENS), ["Hel", "lo", ' "usage" ']))
+INVOKE = b"".join(bedrock.invoke_stream(
+    anthropic.events(anthropic.usage(BEDROCK_TOKENS), ["Hel", "lo", ' _tokens" '], "claude-sonnet-4-6"),
+    bedrock.invocation_metrics(BEDROCK_TOKENS)))
+EVENT_STREAMS = [
+    pytest.param(Dialect.BEDROCK_CONVERSE, CONVERSE,
+                 Extracted(Usage("bedrock", None, 30, 1200, 8800, 95), final=True), id="converse-stream"),
+    pytest.param(Dialect.BEDROCK_INVOKE, INVOKE,
+                 Extracted(Usage("bedrock", "claude-sonnet-4-6", 30, 1200, 8800, 95), response_id="msg_wire",
+                           final=True), id="invoke-with-response-stream"),
+]
+
+
+def run_event_tap(dialect: Dialect, chunks: list[bytes], encoding: str = "") -> StreamTap:
+    return run_tap(dialect, chunks, encoding, scanner=EventStreamScanner)
+
+
+@pytest.mark.parametrize("dialect, body, expected", EVENT_STREAMS)
+def test_event_stream_split_in_two_at_every_byte(dialect: Dialect, body: bytes, expected: Extracted) -> None:
+    for i in range(len(body) + 1):
+        assert run_event_tap(dialect, [body[:i], body[i:]]).result == expected, f"cut at {i}"
+
+
+@pytest.mark.parametrize("dialect, body, expected", EVENT_STREAMS)
+def test_event_stream_one_byte_at_a_time(dialect: Dialect, body: bytes, expected: Extracted) -> None:
+    assert run_event_tap(dialect, [body[i : i + 1] for i in range(len(body))]).result == expected
+
+
+@pytest.mark.parametrize("dialect, body, expected", EVENT_STREAMS)
+@settings(max_examples=60, deadline=None)
+@given(points=st.lists(st.integers(min_value=0, max_value=4096), max_size=30),
+       encoding=st.sampled_from(["", "gzip-flushed", "gzip"]))
+def test_event_stream_random_cuts_and_encodings(dialect, body, expected, points, encoding) -> None:
+    wire = {"": body, "gzip": gzip.compress(body), "gzip-flushed": b"".join(framing.gzip_frames(cut(body, points)))}
+    assert run_event_tap(dialect, cut(wire[encoding], points), encoding.split("-")[0]).result == expected
+
+
+@pytest.mark.parametrize("dialect, body, expected", EVENT_STREAMS)
+def test_event_stream_body_reads_the_same_as_the_tap(dialect: Dialect, body: bytes, expected: Extracted) -> None:
+    """A body kept by store_streamed_bodies, or replayed, is read by the same scanner."""
+    assert usage_from_body(dialect, EVENT_STREAM, body) == expected
+    assert usage_from_body(dialect, f"{EVENT_STREAM}; charset=binary", body) == expected
+
+
+def test_a_corrupt_event_stream_passes_every_chunk_and_keeps_the_usage_before_the_damage() -> None:
+    frames = bedrock.invoke_stream(anthropic.events(anthropic.usage(BEDROCK_TOKENS), ["a", "b"], "claude-sonnet-4-6"),
+                                   bedrock.invocation_metrics(BEDROCK_TOKENS))
+    damaged = bytearray(frames[3])
+    damaged[20] ^= 1
+    chunks = [frames[0], frames[1] + frames[2][:10], frames[2][10:] + bytes(damaged), *frames[4:]]
+    result = run_event_tap(Dialect.BEDROCK_INVOKE, chunks).result  # every chunk came back as it was (run_tap)
+    assert result.usage == Usage("bedrock", "claude-sonnet-4-6", 30, 1200, 8800, 1)  # message_start's figures
+    assert not result.final and result.warning is not None and "corrupt" in result.warning
+
+
+def test_an_exception_mid_stream_is_an_error_turn() -> None:
+    frames = bedrock.converse_stream(bedrock.converse_usage(BEDROCK_TOKENS), ["a"])
+    tap = run_event_tap(Dialect.BEDROCK_CONVERSE, [*frames[:2], bedrock.exception("throttlingException", "Slow")])
+    assert tap.result == Extracted(error="throttlingException")
+
+
+def test_an_event_stream_tap_publishes_its_reading_as_it_goes() -> None:
+    """What a capture saves, even of a stream cut after its metadata event."""
+    frames = bedrock.converse_stream(bedrock.converse_usage(BEDROCK_TOKENS), ["a"])
+    tap = StreamTap(Dialect.BEDROCK_CONVERSE, scanner=EventStreamScanner)
+    for frame in frames:
+        tap(frame)
+    assert tap.reading["final"] is True and tap.reading["usage"]["cache_read_input_tokens"] == 8800
+    assert tap.interrupted == Extracted(Usage("bedrock", None, 30, 1200, 8800, 95), final=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=300) | st.sampled_from([CONVERSE[:100], INVOKE[37:400],
+                                                                   eventstream.message({}, b"{}")]), max_size=12),
+       encoding=st.sampled_from(["", "gzip", "br"]))
+def test_event_stream_garbage_never_raises(chunks: list[bytes], encoding: str) -> None:
+    run_event_tap(Dialect.BEDROCK_INVOKE, chunks, encoding)
+
+
+@pytest.mark.parametrize("content_type, sse, bedrock_stream", [
+    ("text/event-stream; charset=utf-8", True, False),
+    ("application/vnd.amazon.eventstream", False, True),
+    ("Application/VND.Amazon.EventStream ; x=y", False, True),
+    ("application/vnd.amazon.eventstream-v2", False, False),  # a prefix of the media type is not the media type
+    ("application/json", False, False),
+    ("", False, False),
+])
+def test_scanner_for_the_framing(content_type: str, sse: bool, bedrock_stream: bool) -> None:
+    assert (is_event_stream(content_type), is_bedrock_event_stream(content_type)) == (sse, bedrock_stream)
+    expected = SseScanner if sse else EventStreamScanner if bedrock_stream else None
+    assert scanner_for(content_type) is expected

@@ -39,7 +39,7 @@ def test_report_schema_has_exactly_the_version_2_keys(ledger: Ledger) -> None:
     assert report["version"] == 2 and report["run_id"] == "r1"
     assert report["ok"] is False
     assert report["expectations"] == {"expect": "warm", "min_hit": 50}
-    assert set(report["totals"]) == SUMS | {"sessions", "evicted_sessions"}
+    assert set(report["totals"]) == SUMS | {"cost_unpriced_turns", "sessions", "evicted_sessions"}
     assert [set(s) for s in report["sessions"]] == [SESSION_KEYS] * 3
     assert all(set(t) == TURN_KEYS for s in report["sessions"] for t in s["turns"])
     assert all(set(t) == THREAD_KEYS for s in report["sessions"] for t in s["threads"])
@@ -60,8 +60,8 @@ def test_report_figures(ledger: Ledger) -> None:
     assert report["totals"] == {
         "input_tokens": 44, "cache_creation_input_tokens": 12076, "cache_read_input_tokens": 9000,
         "output_tokens": 28, "requests": 5, "errors": 1, "hit_ratio": round(9000 / 21120, 4),
-        "judged_hit_ratio": round(9000 / (9000 + 10 + 1538 + 12), 4), "cost": None, "sessions": 3,
-        "evicted_sessions": 0,
+        "judged_hit_ratio": round(9000 / (9000 + 10 + 1538 + 12), 4), "cost": None, "cost_unpriced_turns": 5,
+        "sessions": 3, "evicted_sessions": 0,
     }  # fmt: skip
     first, second, third = report["sessions"]
     assert [first["session_id"], second["session_id"], third["session_id"]] == [SID, "second", "third"]
@@ -109,8 +109,8 @@ def test_an_empty_ledger_reports_nulls_not_zero_percent() -> None:
     report = read_report(Ledger())
     assert report["ok"] is True
     assert report["totals"] == {name: None for name in COUNTS} | {
-        "requests": 0, "errors": 0, "hit_ratio": None, "judged_hit_ratio": None, "cost": None, "sessions": 0,
-        "evicted_sessions": 0}
+        "requests": 0, "errors": 0, "hit_ratio": None, "judged_hit_ratio": None, "cost": None,
+        "cost_unpriced_turns": 0, "sessions": 0, "evicted_sessions": 0}
     assert (report["sessions"], report["failures"]) == ([], [])
 
 
@@ -161,6 +161,7 @@ def test_costs_per_turn_session_and_total_with_evicted_sessions_kept() -> None:
     assert report["totals"]["cost"] == {"billed": round(3.75 + 0.3 + 3 + 3 * out, 6),
                                         "uncached": round(9 + 3 * out, 6),
                                         "saving": round(9 - 3.75 - 0.3 - 3, 6)}
+    assert report["totals"]["cost_unpriced_turns"] == 0
     (b,) = report["sessions"]
     assert b["cost"] == {"billed": round(3 + out, 6), "uncached": round(3 + out, 6), "saving": 0.0}
     assert b["turns"][0]["cost"] == b["cost"]
@@ -171,3 +172,39 @@ def test_unknown_models_have_no_cost() -> None:
     record(ledger, "a", 0)
     report = read_report(ledger)
     assert report["totals"]["cost"] is None and report["sessions"][0]["turns"][0]["cost"] is None
+    assert report["totals"]["cost_unpriced_turns"] == 1  # the totals say how many turns they leave out
+
+
+def diagnosed(ledger: Ledger, read: int, reason: str | None, miss: Explanation | None = None) -> Turn:
+    """A turn of session "d" whose response carried the provider's diagnosis ``reason``, as the audit attaches it."""
+    from cachepin.response.diagnostics import Diagnosis
+
+    record(ledger, "d", read)
+    turn = ledger.sessions[-1].turns[-1]
+    turn.miss = miss
+    turn.provider_diagnosis = None if reason is None else Diagnosis(reason, 41735 if miss is not None else None)
+    ledger.diagnoses.add(turn)
+    return turn
+
+
+def test_the_providers_diagnosis_is_rendered_next_to_cachepins_reason() -> None:
+    ledger = Ledger()
+    diagnosed(ledger, 0, "no_divergence")  # the first, opting-in turn: judged against nothing
+    diagnosed(ledger, 0, "tools_changed", Explanation(Reason.PREFIX_CHANGED, "prefix inserted at tools[1]",
+                                                      {"path": "tools[1]"}))
+    diagnosed(ledger, 9000, None)
+    first, changed, plain = read_report(ledger)["sessions"][0]["turns"]
+    assert first["provider_diagnosis"] == {"reason": "no_divergence", "missed_tokens": None, "agreement": None}
+    assert changed["notes"]["miss"]["reason"] == "prefix_changed"
+    assert changed["provider_diagnosis"] == {"reason": "tools_changed", "missed_tokens": 41735, "agreement": "agree"}
+    assert "provider_diagnosis" not in plain
+    assert read_report(ledger)["totals"]["diagnostics"] == {
+        "agree": 1, "disagree": 0, "inconclusive": 0,
+        "by_reason": {"tools_changed": {"agree": 1, "disagree": 0, "inconclusive": 0, "same_location": 1,
+                                        "cachepin": {"prefix_changed": 1}}}}
+
+
+def test_without_diagnoses_the_report_is_as_it_was(ledger: Ledger) -> None:
+    report = read_report(ledger)
+    assert "diagnostics" not in report["totals"]
+    assert not any("provider_diagnosis" in turn for session in report["sessions"] for turn in session["turns"])

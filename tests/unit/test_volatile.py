@@ -13,7 +13,7 @@ from cachepin.request.volatile import is_volatile_system_text
 from cachepin.response.usage import Usage
 from cachepin.turns.explain import Reason, explain
 
-LONG = "You are Claude Code, an agent for software engineering. " * 60
+LONG = "You are Claude Code, an agent for software engineering. " * 80  # above Opus 4.8's 1024-token minimum
 
 
 def body(billing: str, second_user: str | None = None) -> dict:

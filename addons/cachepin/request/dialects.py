@@ -43,3 +43,22 @@ def dialect_for(method: str, path: str) -> Dialect | None:
         if pattern.search(path):
             return dialect
     return None
+
+
+def websocket_dialect_for(method: str, path: str, upgrade: str) -> Dialect | None:
+    """The dialect of a WebSocket upgrade to an LLM API path, or None (``upgrade``: the Upgrade header).
+
+    OpenAI Responses also runs over a WebSocket: ``GET /v1/responses`` upgraded,
+    then one ``response.create`` message per turn (docs/providers.md); Codex
+    uses it first. No other dialect has such a mode. The handshake is a case of
+    its own, not a dialect of ``dialect_for``: it carries no body and no
+    usage, so the hooks that read POSTs must keep leaving it alone.
+    """
+    if not is_websocket_upgrade(method, upgrade):
+        return None
+    return Dialect.OPENAI_RESPONSES if dialect_for("POST", path) is Dialect.OPENAI_RESPONSES else None
+
+
+def is_websocket_upgrade(method: str, upgrade: str) -> bool:
+    """A GET whose Upgrade header (a comma-separated list, case-insensitive) names websocket."""
+    return method.upper() == "GET" and "websocket" in (token.strip().lower() for token in upgrade.split(","))

@@ -35,8 +35,8 @@ class Block:
     path: str  # JSON path in the request body, e.g. "system[1]" or "messages[3].content[0]"
     digest: bytes  # 16 bytes of sha256 over role and canonical content
     tokens: int  # estimated tokens of the block
-    breakpoint: bool  # the block carries cache_control
-    ttl: str | None  # "5m" or "1h" when it is a breakpoint
+    breakpoint: bool  # the block carries a breakpoint marker (cache_control, prompt_cache_breakpoint)
+    ttl: str | None  # when it is a breakpoint: "5m" or "1h" (Anthropic), "30m", "12h" or None (OpenAI: the request's)
 
 
 _ENCODE: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -94,15 +94,24 @@ def _measured(role: str, value: object) -> tuple[bytes, int]:
     return known
 
 
+_MARKERS = ("cache_control", "prompt_cache_breakpoint")  # Anthropic's, and OpenAI's (GPT-5.6+) on content parts
+_OPENAI_TTLS = ("30m", "12h")
+
+
 def _block(path: str, role: str, value: object) -> Block:
-    marker = None
+    kind = marker = None
     if isinstance(value, dict):
-        marker = value.get("cache_control")
-        value = {k: v for k, v in value.items() if k != "cache_control"}
+        kind = next((name for name in _MARKERS if name in value), None)
+        marker = value.get(kind) if kind else None
+        value = {k: v for k, v in value.items() if k not in _MARKERS}
     digest, tokens = _measured(role, value)
     ttl = None
     if isinstance(marker, dict):
-        ttl = "1h" if marker.get("ttl") == "1h" else "5m"
+        given = marker.get("ttl")
+        if kind == "cache_control":
+            ttl = "1h" if given == "1h" else "5m"
+        else:  # without a ttl of its own an OpenAI breakpoint takes the request's: None
+            ttl = given if given in _OPENAI_TTLS else None
     return Block(path, digest, tokens, marker is not None, ttl)
 
 

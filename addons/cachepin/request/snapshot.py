@@ -12,14 +12,21 @@ from array import array
 from dataclasses import dataclass
 
 from cachepin.request.dialects import Dialect
-from cachepin.request.prefix import prefix_blocks
+from cachepin.request.prefix import Block, prefix_blocks
 
-TTL_5M = 300.0
+TTL_5M = 300.0  # Anthropic's default; OpenAI's prompt_cache_retention "in_memory" (cleared after 5-10 min idle)
+TTL_30M = 1800.0  # OpenAI's prompt_cache_options / prompt_cache_breakpoint ttl "30m" (GPT-5.6+)
 TTL_1H = 3600.0
-TTL_24H = 86400.0  # OpenAI prompt_cache_retention "24h"
+TTL_12H = 43200.0  # OpenAI's ttl "12h"
+TTL_24H = 86400.0  # OpenAI's prompt_cache_retention "24h" (models before GPT-5.6)
+_OPENAI_TTLS = {"30m": TTL_30M, "12h": TTL_12H}
+_RETENTIONS = {"in_memory": TTL_5M, "24h": TTL_24H}
 _MARKER_DIALECTS = frozenset({Dialect.ANTHROPIC, Dialect.BEDROCK_INVOKE})
 _STEPPED_DIALECTS = frozenset({Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES})
 OPENAI_READ_STEP = 128  # OpenAI reports cached_tokens in 128-token steps (wire-formats.md, OpenAI)
+OPENAI_WRITES = 4  # breakpoints an OpenAI request writes, the implicit one included when it is on
+ANTHROPIC_MARKER = "cache_control"
+OPENAI_MARKER = "prompt_cache_breakpoint"
 
 
 def _ttl_seconds(marker: object) -> float:
@@ -37,37 +44,43 @@ class Snapshot:
 
     model: str | None
     at: float  # when the request was sent, in seconds (any clock, as long as it is the same for a session)
-    explicit: bool  # caching needs cache_control markers (Anthropic); else the provider caches any prefix
+    explicit: bool  # only what sits at a breakpoint is cached (Anthropic; OpenAI's breakpoint options); else any prefix
     read_step: int  # reads come in steps of this many tokens (OpenAI: 128), so a shorter prefix reads nothing
-    marked: bool  # some cache_control is present, on a block or top-level (automatic mode)
+    marker: str  # the field placing its breakpoints: "cache_control", "prompt_cache_breakpoint", "" (automatic)
     digests: bytes  # 16 bytes per block, in cache order
     ends: array[int]  # running token estimate at the end of each block
     paths: str  # the blocks' JSON paths, joined by newlines
-    entries: tuple[tuple[int, float], ...]  # (last block index, TTL seconds) of what the request caches
+    entries: tuple[tuple[int, float | None], ...]  # (last block index, TTL seconds) of what the request caches;
+    # a TTL of None is the model's default (the request sets none; the explainer knows the model's rule)
 
     @classmethod
     def from_request(cls, dialect: Dialect, body: dict, at: float) -> Snapshot:
         """Summarise ``body`` (a request of ``dialect``) sent at time ``at``.
 
         Anthropic caches up to each breakpoint; top-level ``cache_control``
-        (automatic mode) puts one on the last block. Other dialects cache
-        automatically: one entry over the whole prompt, kept 5 min, or 24 h
-        with OpenAI's ``prompt_cache_retention: "24h"``. Dialects without a
-        known layout (Bedrock Converse) give an empty snapshot.
+        (automatic mode) puts one on the last block. OpenAI caches the whole
+        prompt, for the model's default time or as ``prompt_cache_retention``
+        says; on GPT-5.6 and later, ``prompt_cache_options`` and
+        ``prompt_cache_breakpoint`` place breakpoints (``openai_entries``).
+        Gemini and DeepSeek cache automatically, one entry over the whole
+        prompt. Dialects without a known layout (Bedrock Converse) give an
+        empty snapshot.
         """
         blocks = prefix_blocks(dialect, body)
         explicit = dialect in _MARKER_DIALECTS
-        top = body.get("cache_control")
-        ttls: dict[int, float] = {}
+        ttls: dict[int, float | None] = {}
         last = len(blocks) - 1
         if explicit:
+            top = body.get("cache_control")
             for index, block in enumerate(blocks):
                 if block.breakpoint:
                     ttls[index] = TTL_1H if block.ttl == "1h" else TTL_5M
             if isinstance(top, dict) and blocks:
-                ttls[last] = max(ttls.get(last, 0.0), _ttl_seconds(top))
+                ttls[last] = max(ttls.get(last) or 0.0, _ttl_seconds(top))
+        elif dialect in _STEPPED_DIALECTS:
+            explicit, ttls = openai_entries(body, blocks)
         elif blocks:
-            ttls[last] = TTL_24H if body.get("prompt_cache_retention") == "24h" else TTL_5M
+            ttls[last] = TTL_5M
         ends = array("I")
         total = 0
         for block in blocks:
@@ -79,7 +92,7 @@ class Snapshot:
             at=at,
             explicit=explicit,
             read_step=OPENAI_READ_STEP if dialect in _STEPPED_DIALECTS else 0,
-            marked=isinstance(top, dict) or any(block.breakpoint for block in blocks),
+            marker=ANTHROPIC_MARKER if dialect in _MARKER_DIALECTS else OPENAI_MARKER if explicit else "",
             digests=b"".join(block.digest for block in blocks),
             ends=ends,
             paths="\n".join(block.path for block in blocks),
@@ -103,3 +116,35 @@ class Snapshot:
     def cached_tokens(self) -> int:
         """Estimated tokens this request leaves cached (up to its last entry)."""
         return self.ends[self.entries[-1][0]] if self.entries else 0
+
+
+def openai_entries(body: dict, blocks: list[Block]) -> tuple[bool, dict[int, float | None]]:
+    """Whether an OpenAI request places breakpoints, and the entries it writes.
+
+    ``prompt_cache_options`` (``mode``, ``ttl``) and ``prompt_cache_breakpoint``
+    on content parts exist on GPT-5.6 and later only, where an entry is read
+    only at a breakpoint: the implicit one OpenAI puts on the newest message
+    (unless ``mode`` is ``"explicit"``) and the explicit ones, of which a
+    request writes the latest four, three besides the implicit one. A TTL
+    comes from the breakpoint, else from the request (``prompt_cache_options.ttl``,
+    or ``prompt_cache_retention`` on earlier models), else it is None: the
+    model's default. A request without either option caches its whole prompt.
+    """
+    options = body.get("prompt_cache_options")
+    options = options if isinstance(options, dict) else None
+    marked = [index for index, block in enumerate(blocks) if block.breakpoint]
+    request_ttl = _seconds(_OPENAI_TTLS, (options or {}).get("ttl")) or _seconds(_RETENTIONS,
+                                                                                  body.get("prompt_cache_retention"))
+    if not blocks:
+        return bool(options or marked), {}
+    implicit = options is None or options.get("mode") != "explicit"
+    ttls: dict[int, float | None] = {index: _seconds(_OPENAI_TTLS, blocks[index].ttl) or request_ttl
+                                     for index in marked[-(OPENAI_WRITES - implicit):]}
+    if implicit:
+        ttls.setdefault(len(blocks) - 1, request_ttl)
+    return options is not None or bool(marked), ttls
+
+
+def _seconds(ttls: dict[str, float], value: object) -> float | None:
+    """The TTL a request field names; None for a value that is not one of them (any JSON a client sent)."""
+    return ttls.get(value) if isinstance(value, str) else None

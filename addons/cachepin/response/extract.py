@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from cachepin.request.dialects import Dialect
+from cachepin.response.diagnostics import Diagnosis, diagnosis_of
 from cachepin.response.usage import Usage
 
 ERROR_MARK = b'"error"'
@@ -59,6 +60,7 @@ class Extracted:
     warning: str | None = None  # why figures were dropped or parsing stopped; "; "-joined
     response_id: str | None = None  # the provider's id of the response that reported the usage
     final: bool = False  # the response's last usage report was read: a stream cut after it lost no figure
+    diagnosis: Diagnosis | None = None  # the provider's own reason for a cache miss, when asked (diagnostics.py)
 
 
 class _Reader:
@@ -141,10 +143,25 @@ def _is_openrouter(holder: dict, usage: dict) -> bool:
     return "cost" in usage or "is_byok" in usage or isinstance(holder.get("provider"), str)
 
 
+def _billed_output(usage: dict, prompt: int | None, output: int | None, details_key: str, r: _Reader) -> int | None:
+    """The output as billed: with the reasoning tokens when the provider counts them outside it.
+
+    OpenAI counts reasoning inside ``completion_tokens`` / ``output_tokens``;
+    xAI counts it beside them and bills it as output, so its ``total_tokens`` is
+    prompt + completion + reasoning. That sum, with some reasoning, is the only
+    evidence used: the host says nothing in reverse mode, and the two ways of
+    counting cannot both add up once there is reasoning.
+    """
+    reasoning = r.count(r.details(usage, details_key, "usage"), "reasoning_tokens", f"usage.{details_key}")
+    if not reasoning or prompt is None or output is None:
+        return output
+    return output + reasoning if r.count(usage, "total_tokens", "usage") == prompt + output + reasoning else output
+
+
 def _chat(event: dict, usage: dict, r: _Reader) -> Usage:
     model = _model(event.get("model"))
     prompt = r.count(usage, "prompt_tokens", "usage")
-    output = r.count(usage, "completion_tokens", "usage")
+    output = _billed_output(usage, prompt, r.count(usage, "completion_tokens", "usage"), "completion_tokens_details", r)
     details = r.details(usage, "prompt_tokens_details", "usage")
     if "prompt_cache_hit_tokens" in usage or "prompt_cache_miss_tokens" in usage:
         return Usage(
@@ -168,15 +185,13 @@ def _chat(event: dict, usage: dict, r: _Reader) -> Usage:
             output_tokens=output,
         )
     read = r.count(details, "cached_tokens", "usage.prompt_tokens_details")
+    # Only GPT-5.6+ and OpenRouter report writes: otherwise they are not reported (None), as in _responses.
     write = r.count(details, "cache_write_tokens", "usage.prompt_tokens_details")
-    # Creation is 0 when the cache is reported but writes are not (only
-    # GPT-5.6+ and OpenRouter report them); a dropped write stays unknown.
-    creation = write if "cache_write_tokens" in details or read is None else 0
     return Usage(
         provider="openrouter" if _is_openrouter(event, usage) else "openai",
         model=model,
         input_tokens=r.minus(prompt, "input_tokens", read, write),
-        cache_creation_input_tokens=creation,
+        cache_creation_input_tokens=write,
         cache_read_input_tokens=read,
         output_tokens=output,
     )
@@ -186,13 +201,15 @@ def _responses(response: dict, usage: dict, r: _Reader) -> Usage:
     details = r.details(usage, "input_tokens_details", "usage")
     read = r.count(details, "cached_tokens", "usage.input_tokens_details")
     write = r.count(details, "cache_write_tokens", "usage.input_tokens_details")
+    prompt = r.count(usage, "input_tokens", "usage")
+    output = _billed_output(usage, prompt, r.count(usage, "output_tokens", "usage"), "output_tokens_details", r)
     return Usage(
         provider="openrouter" if _is_openrouter(response, usage) else "openai",
         model=_model(response.get("model")),
-        input_tokens=r.minus(r.count(usage, "input_tokens", "usage"), "input_tokens", read, write),
+        input_tokens=r.minus(prompt, "input_tokens", read, write),
         cache_creation_input_tokens=write,
         cache_read_input_tokens=read,
-        output_tokens=r.count(usage, "output_tokens", "usage"),
+        output_tokens=output,
     )
 
 
@@ -353,7 +370,7 @@ class UsageAccumulator:
         response_id = self._holder.get("id")
         return Extracted(usage, self._error, "; ".join(warnings) or None,
                          response_id if isinstance(response_id, str) and len(response_id) <= 256 else None,
-                         self._final and usage is not None)
+                         self._final and usage is not None, diagnosis_of(self.dialect, self._holder))
 
 
 def _is_final(dialect: Dialect, event: dict) -> bool:

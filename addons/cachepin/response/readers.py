@@ -1,7 +1,8 @@
 """The drivers of usage reading: the live stream tap and the reader of buffered or replayed bodies.
 
-Both run the same SSE scanner over the same accumulator, so live and offline
-figures cannot disagree.
+Both run the same scanner over the same accumulator, so live and offline
+figures cannot disagree: the SSE scanner for ``text/event-stream``, the AWS
+event-stream scanner for Bedrock's binary streams.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.decoding import DecodeError, IncrementalDecoder
+from cachepin.response.eventstream import EventStreamScanner
 from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
 from cachepin.response.reading import as_record, from_record
 from cachepin.response.sse import SseScanner
@@ -22,9 +24,22 @@ from cachepin.response.sse import SseScanner
 BEDROCK_EVENT_STREAM = "application/vnd.amazon.eventstream"
 
 
+class Scanner(Protocol):
+    """Finds the events of a decoded stream that carry usage or an error, and feeds them to its accumulator."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+type ScannerFactory = Callable[[UsageAccumulator], Scanner]
+
+
 def is_bedrock_event_stream(content_type: str) -> bool:
-    """Bedrock's binary event streams, which are passed through streamed but not read (README: Known limits)."""
-    return content_type.lower().startswith(BEDROCK_EVENT_STREAM)
+    """Whether a Content-Type names an AWS event stream (Bedrock's binary streams), parameters ignored."""
+    return content_type.split(";", 1)[0].strip().lower() == BEDROCK_EVENT_STREAM
 
 
 def is_event_stream(content_type: str) -> bool:
@@ -32,11 +47,21 @@ def is_event_stream(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
 
 
-def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extracted:
-    """The usage of a buffered or replayed body, already content-decoded: JSON or SSE."""
+def scanner_for(content_type: str) -> ScannerFactory | None:
+    """The scanner of a streamed body's framing, or None for a body that is not a stream (JSON)."""
     if is_event_stream(content_type):
+        return SseScanner
+    if is_bedrock_event_stream(content_type):
+        return EventStreamScanner
+    return None
+
+
+def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extracted:
+    """The usage of a buffered or replayed body, already content-decoded: JSON, SSE or an AWS event stream."""
+    scanner_of = scanner_for(content_type)
+    if scanner_of is not None:
         accumulator = UsageAccumulator(dialect)
-        scanner = SseScanner(accumulator)
+        scanner = scanner_of(accumulator)
         scanner.feed(body)
         scanner.close()
         return accumulator.result
@@ -70,8 +95,6 @@ def usage_of_response(
     """
     if tap is not None:
         return tap.result
-    if is_bedrock_event_stream(content_type):
-        return Extracted()  # not read (see README): verdict none, nothing to warn about per flow
     kept = body()
     if kept is not None:
         return usage_from_body(dialect, content_type, kept)
@@ -97,7 +120,7 @@ def interrupted(extracted: Extracted, message: str) -> Extracted:
 
 
 class StreamTap:
-    """The ``flow.response.stream`` callable of one SSE response.
+    """The ``flow.response.stream`` callable of one streamed response: SSE, or (``scanner``) an AWS event stream.
 
     It returns each chunk object unchanged and at once, and never raises: an
     exception in a stream callable makes mitmproxy drop the chunk, corrupting
@@ -114,12 +137,13 @@ class StreamTap:
         dialect: Dialect,
         content_encoding: str = "",
         clock: Callable[[], float] = time.monotonic,
+        scanner: ScannerFactory = SseScanner,
     ) -> None:
         self.first_byte_at: float | None = None
         self.reading: dict[str, Any] = {}
         self._clock = clock
         self._accumulator = UsageAccumulator(dialect)
-        self._scanner = SseScanner(self._accumulator)
+        self._scanner = scanner(self._accumulator)
         self._decoder: IncrementalDecoder | None = None
         self._published = 0
         try:

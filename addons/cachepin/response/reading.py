@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cachepin.response.diagnostics import Diagnosis, diagnosis
 from cachepin.response.extract import Extracted
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 
@@ -32,6 +33,8 @@ def as_record(extracted: Extracted) -> dict[str, Any]:
         "warning": extracted.warning,
         "response_id": extracted.response_id,
         "final": extracted.final,
+        "diagnosis": None if extracted.diagnosis is None else {
+            "reason": extracted.diagnosis.reason, "missed_tokens": extracted.diagnosis.missed_tokens},
     }
 
 
@@ -47,8 +50,19 @@ def from_record(record: object) -> Extracted | None:
         usage = _usage(usage)
         if usage is None:
             return None
+    diagnosed = record.get("diagnosis")  # absent from the readings of earlier versions
+    if diagnosed is not None:
+        diagnosed = _diagnosis(diagnosed)
+        if diagnosed is None:
+            return None
     error, warning, response_id = texts
-    return Extracted(usage, error, warning, response_id, record["final"])
+    return Extracted(usage, error, warning, response_id, record["final"], diagnosed)
+
+
+def _diagnosis(record: object) -> Diagnosis | None:
+    if not isinstance(record, dict) or not _is_count(record.get("missed_tokens")):
+        return None
+    return diagnosis(record.get("reason"), record.get("missed_tokens"))
 
 
 def _usage(record: object) -> Usage | None:

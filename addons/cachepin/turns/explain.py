@@ -15,19 +15,25 @@ Checks remove entries in a fixed order, and the first check after which the
 observed read is no longer clearly short of what remains is the reason:
 
 1. ``no_breakpoint``: an Anthropic request (this one or the previous) without
-   any ``cache_control`` caches nothing; first, because without markers no
-   other cause matters.
+   any ``cache_control``, or an OpenAI one in ``prompt_cache_options.mode``
+   ``"explicit"`` without any ``prompt_cache_breakpoint``, caches nothing;
+   first, because without markers no other cause matters.
 2. ``below_minimum``: the previous turn's prefix was shorter than the model's
    minimum, so nothing was written (full misses only: any read proves the
    minimum was met). A current prompt that is short because it changed is
    a ``prefix_changed``.
 3. ``prefix_changed``: a change invalidates every entry after it, within TTL
-   or not, so it comes before time.
+   or not, so it comes before time. Where the provider caches any prefix, the
+   part before the change stays readable; where it reads only at breakpoints
+   (Anthropic, OpenAI GPT-5.6 and later), only the entries before it do.
 4. ``no_breakpoint`` again, for Anthropic's lookback: a breakpoint finds an
    entry only about 20 blocks back, so a turn that appends more blocks than
-   that before its next breakpoint misses an unchanged prefix.
-5. ``ttl_expired``: entries whose TTL (5 min, 1 h for ``ttl: "1h"``, 24 h for
-   OpenAI's ``prompt_cache_retention: "24h"``) is shorter than the gap.
+   that before its next breakpoint misses an unchanged prefix (OpenAI's
+   breakpoints have no such limit).
+5. ``ttl_expired``: entries whose TTL is shorter than the gap: the one the
+   request set (Anthropic 5 min or 1 h; OpenAI 30 min or 12 h, or 24 h with
+   ``prompt_cache_retention``), else the model's documented default
+   (``models.cache_rule``: 5 min, 30 min on GPT-5.6 and later).
 6. ``routing``: nothing read although a valid entry should exist: the request
    most likely reached another account or replica.
 7. ``unknown``: anything else (e.g. a partial hit no check explains).
@@ -48,9 +54,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from cachepin.request.snapshot import Snapshot
+from cachepin.request.snapshot import ANTHROPIC_MARKER, TTL_5M, Snapshot
 from cachepin.response.usage import Usage
-from cachepin.turns.models import minimum_tokens
+from cachepin.turns.models import cache_rule, minimum_tokens
 
 
 class Reason(enum.StrEnum):
@@ -63,6 +69,7 @@ class Reason(enum.StrEnum):
 
 
 LOOKBACK_BLOCKS = 20  # Anthropic checks about 20 blocks before a breakpoint for an entry
+DEFAULT_TTL_S = TTL_5M  # an entry's lifetime when neither its request nor the model's documentation says
 PARTIAL_RATIO = 0.9
 SLACK_TOKENS = 128  # estimate error, and OpenAI's 128-token read granularity
 ROUTING_HINT = (
@@ -108,6 +115,7 @@ class _Turn:
     gap: float
     model: str | None
     minimum: int | None
+    exact: bool  # entries are read only where a breakpoint wrote them, never at a shorter prefix
 
 
 def _expected(turn: _Turn, entries: list[_Entry]) -> int:
@@ -119,12 +127,15 @@ _Found = tuple[list[_Entry], Explanation] | None
 
 
 def _check_markers(turn: _Turn, entries: list[_Entry]) -> _Found:
-    if not turn.cur.explicit or (turn.cur.marked and turn.prev.marked):
+    if not turn.cur.explicit or (turn.cur.entries and turn.prev.entries):
         return None
-    if not turn.cur.marked:
-        detail = "no cache_control in this Anthropic request: nothing is cached or read"
+    marker = turn.cur.marker
+    if turn.cur.entries:
+        detail = f"the previous request had no {marker}, so it cached nothing for this turn to read"
+    elif marker == ANTHROPIC_MARKER:
+        detail = f"no {marker} in this Anthropic request: nothing is cached or read"
     else:
-        detail = "the previous request had no cache_control, so it cached nothing for this turn to read"
+        detail = f"no {marker} in this request, whose prompt_cache_options.mode is explicit: nothing is cached or read"
     evidence = {"breakpoints": len(turn.cur.entries), "previous_breakpoints": len(turn.prev.entries)}
     return [], Explanation(Reason.NO_BREAKPOINT, detail, evidence)
 
@@ -165,7 +176,7 @@ def _check_prefix(turn: _Turn, entries: list[_Entry]) -> _Found:
         return None
     matched = prev.tokens_before(common)
     kept = [entry for entry in entries if entry.last < common]
-    if not prev.explicit and common:  # automatic caching: the shared part of the prompt stays readable
+    if not turn.exact and common:  # automatic caching: the shared part of the prompt stays readable
         kept = [_Entry(common - 1, matched, entry.ttl_s) for entry in entries]
     path, change = _first_change(prev, cur, common)
     detail = f"prefix {change} at {path} after ~{matched} of ~{previous} cached tokens"
@@ -174,7 +185,7 @@ def _check_prefix(turn: _Turn, entries: list[_Entry]) -> _Found:
 
 
 def _check_lookback(turn: _Turn, entries: list[_Entry]) -> _Found:
-    if not turn.cur.explicit:
+    if turn.cur.marker != ANTHROPIC_MARKER:
         return None
     breakpoints = [index for index, _ in turn.cur.entries]
 
@@ -231,16 +242,21 @@ def explain(
     below the previous turn's cacheable prefix (see ``clearly_below``). A
     reported read of 0 is always explained. ``ttl_scale`` multiplies every
     TTL (for a simulator that shrinks time); ``minimums`` overrides or adds
-    entries of ``MINIMUM_TOKENS``. The model is the response's, else the
-    request's.
+    minimum cacheable prefixes (``models.minimum_tokens``). The model is the
+    response's, else the request's; its documented rule (``models.cache_rule``)
+    gives the TTL an entry has when its request set none, and whether entries
+    are read only at breakpoints.
     """
     read = usage.cache_read_input_tokens
     if prev is None or read is None or (read and not clearly_below(read, prev.cached_tokens)):
         return None
     model = usage.model or cur.model
+    rule = cache_rule(model)
     minimum = max(minimum_tokens(model, minimums) or 0, prev.read_step) or None  # below a step, nothing reads
-    turn = _Turn(prev, cur, read, float(cur.at - prev.at), model, minimum)
-    entries = [_Entry(index, prev.ends[index], ttl * ttl_scale) for index, ttl in prev.entries]
+    turn = _Turn(prev, cur, read, float(cur.at - prev.at), model, minimum, prev.explicit or rule.breakpoints)
+    default_ttl = rule.default_ttl_s or DEFAULT_TTL_S
+    entries = [_Entry(index, prev.ends[index], (default_ttl if ttl is None else ttl) * ttl_scale)
+               for index, ttl in prev.entries]
     for check in _CHECKS:
         found = check(turn, entries)
         if found is None:

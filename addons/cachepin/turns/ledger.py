@@ -22,6 +22,7 @@ from typing import Any
 from cachepin.request.branches import BRANCH_SOURCE
 from cachepin.request.thread import Position, Thread, model_family
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
+from cachepin.turns.agreement import Agreement
 from cachepin.turns.counts import Counts, Pricer
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect, Failure, figure_text, short_id, verdict_for, warm_failure
@@ -210,6 +211,7 @@ class Ledger:
         self._failures: list[Failure] = []  # final ones: warm failures, judgements of evicted sessions
         self._judged = Counts()  # successful turns after each thread's first: what min_hit judges
         self._errors = 0
+        self.diagnoses = Agreement()  # the provider's diagnoses against cachepin's reasons; the audit adds each turn
         self._run_failure: Failure | None = None  # as of the last finalize()
         self._names: dict[str, str] = {}
         self._next_seq = 0

@@ -44,8 +44,10 @@ def cost(usage: Usage | None, table: PriceTable = DEFAULT_PRICES) -> Cost | None
     Counts are additive (Anthropic semantics): ``input_tokens`` excludes the
     cache, so OpenAI's inclusive ``prompt_tokens`` must arrive normalised.
     Cache writes are priced by their TTL split when the provider reports one;
-    creation tokens outside the split are priced as 5 min writes. Without the
-    cache, every read and written token would have been plain input.
+    creation tokens outside the split are priced as writes of the default TTL
+    (Anthropic's 5 min, OpenAI's 30 min). A long prompt is billed at the price
+    tier its length exceeds, whole. Without the cache, every read and written
+    token would have been plain input.
     """
     if usage is None:
         return None
@@ -57,6 +59,7 @@ def cost(usage: Usage | None, table: PriceTable = DEFAULT_PRICES) -> Cost | None
     one_hour = usage.cache_creation_1h or 0
     created = max(created, (usage.cache_creation_5m or 0) + one_hour)
     five_min = created - one_hour
+    price = price.at(fresh + created + read)
     billed = (
         fresh * price.input
         + read * price.cache_read

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import uuid
 
+from cachepin.response.diagnostics import Diagnosis
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.explain import Explanation
 from cachepin.turns.packing import COUNTS, NO_COUNT, Figure, pack, pack_flow_id
@@ -23,7 +24,8 @@ class Verdict(enum.StrEnum):
 
 
 class Turn:
-    """One response. Mutable only so that the explainer can attach ``miss`` after the verdict.
+    """One response. Mutable only so that the explainer can attach ``miss`` (and the audit the provider's own
+    diagnosis, ``provider_diagnosis``) after the verdict.
 
     A ledger holds max_sessions sessions of these for days, so a turn packs its
     numbers (``packing.pack``) and its flow id (``packing.pack_flow_id``): about
@@ -31,7 +33,7 @@ class Turn:
     """
 
     __slots__ = ("index", "_flow_id", "status", "stream", "verdict", "provider", "model", "requested_model",
-                 "error", "miss", "thread", "position", "opens", "_figures")
+                 "error", "_notes", "thread", "position", "opens", "_figures")
 
     input_tokens = Figure[int](0)
     cache_creation_input_tokens = Figure[int](1)
@@ -68,6 +70,7 @@ class Turn:
         thread: str | None = None,  # the thread of its session (request/thread.py)
         position: str | None = None,  # "start" or "continuation", as the request showed; None: unknown
         opens: bool = False,  # the first successful turn of its thread, which has to write the cache
+        provider_diagnosis: Diagnosis | None = None,  # the provider's own reason, when asked (cache_diagnostics)
     ) -> None:
         self.index = index
         self._flow_id = pack_flow_id(flow_id)
@@ -78,7 +81,7 @@ class Turn:
         self.model = model
         self.requested_model = requested_model
         self.error = error
-        self.miss = miss
+        self._notes = _notes(miss, provider_diagnosis)
         self.thread = thread
         self.position = position
         self.opens = opens
@@ -87,6 +90,26 @@ class Turn:
              cache_creation_1h),
             (started_at, ttft_ms, duration_ms),
         )
+
+    @property
+    def miss(self) -> Explanation | None:
+        """Why a miss or partial hit read less than expected (``explain.py``)."""
+        notes = self._notes
+        return notes[0] if type(notes) is tuple else notes if isinstance(notes, Explanation) else None
+
+    @miss.setter
+    def miss(self, miss: Explanation | None) -> None:
+        self._notes = _notes(miss, self.provider_diagnosis)
+
+    @property
+    def provider_diagnosis(self) -> Diagnosis | None:
+        """The provider's own reason, when its response gave one (``response/diagnostics.py``)."""
+        notes = self._notes
+        return notes[1] if type(notes) is tuple else notes if isinstance(notes, Diagnosis) else None
+
+    @provider_diagnosis.setter
+    def provider_diagnosis(self, diagnosis: Diagnosis | None) -> None:
+        self._notes = _notes(self.miss, diagnosis)
 
     @property
     def flow_id(self) -> str:
@@ -126,6 +149,14 @@ class Turn:
         return tuple(None if value == NO_COUNT else value for value in COUNTS.unpack_from(figures))
 
 
+def _notes(miss: Explanation | None, diagnosis: Diagnosis | None) -> Explanation | Diagnosis | tuple | None:
+    """Both notes in one slot, a pair only when there are both: most turns have neither, and every slot is paid by
+    every turn of a ledger that holds 10,000 sessions (test_packing.py)."""
+    if miss is None or diagnosis is None:
+        return miss if diagnosis is None else diagnosis
+    return miss, diagnosis
+
+
 _TURN_FIELDS = ("index", "flow_id", "started_at", "status", "stream", "verdict", "provider", "model",
                 "requested_model", *COUNT_FIELDS, *SPLIT_FIELDS, "ttft_ms",
-                "duration_ms", "error", "miss", "thread", "position", "opens")
+                "duration_ms", "error", "miss", "thread", "position", "opens", "provider_diagnosis")

@@ -40,6 +40,8 @@ def turn_log_line(session_id: str, turn: Turn) -> str:
         kind = _error_kind(turn.error)
         if kind:
             parts.append(f"error={kind}")
+    if turn.provider_diagnosis is not None:
+        parts.append(f"provider_reason={turn.provider_diagnosis.reason}")
     if turn.miss is not None:
         parts.append(_CONTROL.sub(" ", f"reason={turn.miss.reason.value} ({turn.miss.detail})"))
     return " ".join(parts)

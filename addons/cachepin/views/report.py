@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping
 
 from cachepin.response.usage import COUNT_FIELDS
+from cachepin.turns.agreement import compare
 from cachepin.turns.counts import Counts, Pricer
 from cachepin.turns.ledger import Ledger, Session
 from cachepin.turns.pricing import Cost
@@ -37,7 +38,8 @@ def _cost(cost: Cost | None) -> dict[str, float] | None:
 
 
 def turn_dict(turn: Turn, pricer: Pricer | None = None) -> dict[str, object]:
-    """The turn object shared by the report and the event lines; ``notes`` only for a turn with a miss reason."""
+    """The turn object shared by the report and the event lines; ``notes`` only for a turn with a miss reason,
+    ``provider_diagnosis`` only for one whose response carried the provider's own."""
     out: dict[str, object] = {
         "index": turn.index,
         "flow_id": turn.flow_id,
@@ -57,6 +59,11 @@ def turn_dict(turn: Turn, pricer: Pricer | None = None) -> dict[str, object]:
     if turn.miss is not None:
         out["notes"] = {"miss": {"reason": turn.miss.reason.value, "detail": turn.miss.detail,
                                  "evidence": turn.miss.evidence}}
+    if turn.provider_diagnosis is not None:
+        compared = compare(turn)
+        out["provider_diagnosis"] = {"reason": turn.provider_diagnosis.reason,
+                                     "missed_tokens": turn.provider_diagnosis.missed_tokens,
+                                     "agreement": None if compared is None else compared.judgement.value}
     return out
 
 
@@ -108,8 +115,10 @@ def report_json(ledger: Ledger, about: Mapping[str, object] | None = None) -> It
         "expectations": {"expect": ledger.expect.value, "min_hit": ledger.min_hit},
         "totals": {**_counts(totals), "requests": totals.requests, "errors": ledger.errors,
                    "hit_ratio": _ratio(totals.hit_ratio), "judged_hit_ratio": _ratio(ledger.judged.hit_ratio),
-                   "cost": _cost(totals.cost), "sessions": ledger.seen,
-                   "evicted_sessions": ledger.evicted},
+                   "cost": _cost(totals.cost), "cost_unpriced_turns": totals.requests - totals.priced,
+                   "sessions": ledger.seen,
+                   "evicted_sessions": ledger.evicted,
+                   **({"diagnostics": ledger.diagnoses.as_dict()} if ledger.diagnoses else {})},
         "sessions": (_session_dict(session, ledger.pricer, messages.get(session.session_id, []))
                      for session in ledger.sessions),
         "failures": _failures(ledger),

@@ -40,6 +40,7 @@ from typing import ClassVar, TextIO
 from aiohttp import web
 
 from cachepin_tools.simulator.cache import CacheControlError, CachePlan, CacheRules, CacheUsage, Clock, PromptCache
+from cachepin_tools.simulator.diagnostics import Diagnostics
 from cachepin_tools.simulator.prompt import Api, estimate_tokens
 from cachepin_tools.simulator.routing import Route, Router, session_header
 from cachepin_tools.wire import anthropic, framing, openai
@@ -106,6 +107,7 @@ class _Turn:
     text: str
     usage: CacheUsage
     body: Json
+    diagnosis: Json = field(default_factory=dict)  # members the message or response gets (diagnostics.py)
 
     @property
     def output_tokens(self) -> int:
@@ -181,10 +183,12 @@ class _AnthropicWire(_Wire):
         return anthropic.usage(_tokens(turn), service_tier="standard")
 
     def message(self, turn: _Turn) -> Json:
-        return anthropic.message(self.usage(turn), turn.text, turn.model, turn.id)
+        return anthropic.message(self.usage(turn), turn.text, turn.model, turn.id) | turn.diagnosis
 
     def events(self, turn: _Turn) -> list[Event]:
-        return anthropic.events(self.usage(turn), turn.deltas, turn.model, turn.id)
+        """A stream's diagnosis is on its ``message_start``."""
+        events = anthropic.events(self.usage(turn), turn.deltas, turn.model, turn.id)
+        return _with_members(events, "message_start", "message", turn.diagnosis)
 
 
 class _OpenAIWire(_Wire):
@@ -224,10 +228,20 @@ class _ResponsesWire(_OpenAIWire):
         return openai.responses_usage(_tokens(turn))
 
     def message(self, turn: _Turn) -> Json:
-        return openai.response(self.usage(turn), turn.text, turn.model, turn.id, turn.created)
+        return openai.response(self.usage(turn), turn.text, turn.model, turn.id, turn.created) | turn.diagnosis
 
     def events(self, turn: _Turn) -> list[Event]:
-        return openai.responses_events(self.usage(turn), turn.deltas, turn.model, turn.id, turn.created)
+        """A stream's diagnosis is on the response of its ``response.completed``."""
+        events = openai.responses_events(self.usage(turn), turn.deltas, turn.model, turn.id, turn.created)
+        return _with_members(events, "response.completed", "response", turn.diagnosis)
+
+
+def _with_members(events: list[Event], name: str, holder: str, members: Json) -> list[Event]:
+    """``events`` with ``members`` added to the ``holder`` object of the event called ``name``."""
+    if not members:
+        return events
+    return [(event, {**data, holder: {**data[holder], **members}})  # type: ignore[dict-item]
+            if event == name and isinstance(data, dict) else (event, data) for event, data in events]
 
 
 _WIRES: dict[Api, _Wire] = {
@@ -301,6 +315,7 @@ class _Gateway:
         self._config = config
         self._router = Router(config.accounts, config.seed)
         self._cache = PromptCache(config.accounts, config.rules, clock)
+        self._diagnostics = Diagnostics(config.accounts)
         self._dice = random.Random(f"faults:{config.seed}") if config.seed is not None else random.Random()
         self._ids = itertools.count(1)
         self._log: TextIO | None = None
@@ -333,10 +348,12 @@ class _Gateway:
             plan = self._cache.plan(route.account, api, body)
         except CacheControlError as error:
             return self._reject(wire, exchange, wire.invalid(str(error)))
-        turn = self._turn(wire, body, plan)
+        diagnosis = self._diagnostics.answer(route.account, api, body, request.headers,
+                                             plan.usage.cache_read_input_tokens)
+        turn = self._turn(wire, body, plan, diagnosis)
         if body.get("stream") is True:
             return await self._stream(request, wire, exchange, turn, plan)
-        self._finish(plan, exchange.record(200, turn, wire.usage(turn)))
+        self._finish(plan, exchange, turn, wire.usage(turn))
         return web.json_response(wire.message(turn))
 
     async def _stream(
@@ -355,7 +372,7 @@ class _Gateway:
                 if index:
                     await asyncio.sleep(self._config.event_delay)
                 if index == len(frames) - 1:
-                    self._finish(plan, exchange.record(200, turn, wire.streamed_usage(turn)))
+                    self._finish(plan, exchange, turn, wire.streamed_usage(turn))
                     finished = True
                 await response.write(encoder.encode(frame))
             await response.write_eof(encoder.close())
@@ -364,7 +381,7 @@ class _Gateway:
                 self._write_log(exchange.record(200, completed=False))
         return response
 
-    def _turn(self, wire: _Wire, body: Json, plan: CachePlan) -> _Turn:
+    def _turn(self, wire: _Wire, body: Json, plan: CachePlan, diagnosis: Json) -> _Turn:
         """The reply states the cache outcome, so a human watching a client sees it too."""
         u = plan.usage
         text = (
@@ -372,15 +389,18 @@ class _Gateway:
             f"wrote {u.cache_creation_input_tokens}, uncached {u.input_tokens} input tokens."
         )
         turn_id = f"{wire.id_prefix}{next(self._ids):016x}"
-        return _Turn(turn_id, str(body["model"]), int(time.time()), text, u, body)
+        return _Turn(turn_id, str(body["model"]), int(time.time()), text, u, body, diagnosis)
 
     def _reject(self, wire: _Wire, exchange: _Exchange, problem: _Problem) -> web.Response:
         self._write_log(exchange.record(problem.status))
         return web.json_response(wire.error_body(problem), status=problem.status)
 
-    def _finish(self, plan: CachePlan, record: Json) -> None:
+    def _finish(self, plan: CachePlan, exchange: _Exchange, turn: _Turn, usage: Json | None) -> None:
+        """The response completes: its cache entries become readable, and its request's fingerprint comparable."""
         self._cache.commit(plan)
-        self._write_log(record)
+        assert exchange.api is not None
+        self._diagnostics.remember(plan.account, exchange.api, turn.body, exchange.request.headers, turn.id)
+        self._write_log(exchange.record(200, turn, usage))
 
     def _write_log(self, record: Json) -> None:
         if self._log is not None:
@@ -482,6 +502,11 @@ OpenAI caching (/v1/chat/completions, /v1/responses):
   automatic from the minimum; cached_tokens in 128-token steps, included in
   prompt_tokens; nothing reported as written.
 Entries are per account and readable once the writing response has completed.
+cache diagnostics (the providers' own miss reasons, per account):
+  Anthropic: a request with "diagnostics": {"previous_message_id": ...} is
+  compared with the request of that response id and answered in "diagnostics"
+  (on message_start when streamed); OpenAI Responses: prompt_cache_options.
+  comparison_response_id, answered in prompt_cache_diagnostics (GPT-5.6+).
 --log lines (JSON): time, method, path, account, session, route, dialect, model,
   stream, status, completed, usage (as sent to the client) and cache (the truth,
   normalised: input, read, creation with its 5m/1h split, output tokens).

@@ -7,10 +7,10 @@ as the providers do. They render those answers here, once, from a
 out):
 
 - ``framing``: SSE frames in each provider's style, ``[DONE]``, gzip flushed
-  per event;
+  per event; ``eventstream``: AWS event-stream messages with their CRCs;
 - ``anthropic``, ``openai`` (Chat Completions and Responses), ``gemini``,
-  ``bedrock``: each API's usage object, JSON body, stream events and error
-  body;
+  ``bedrock``: each API's usage object, JSON body, stream events (Bedrock's
+  event streams too) and error body;
 - ``http1``: raw HTTP/1.1 heads and chunked transfer coding, for servers that
   write the socket themselves.
 
