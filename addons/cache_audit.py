@@ -43,8 +43,11 @@ from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Verdict
 from cachepin.turns.verdicts import Expect
-from cachepin.views.content_view import render
+from cachepin.views.content_view import TURN_KEY, render, turn_facts
+from cachepin.views.events import merged
 from cachepin.views.files import append_line
+from cachepin.views.flow_comment import inject_note, turn_comment, with_turn
+from cachepin.views.metrics import Metrics, listen_address, reconfigured
 from cachepin.views.table import summary_table
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,9 @@ class CacheAudit:
         self.in_flight: dict[str, http.HTTPFlow] = {}  # by flow id: requests sent, their turn not recorded yet
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
         self.sockets: dict[str, _Socket] = {}  # by flow id: Responses WebSockets, their responses in flight
+        self.reporter: asyncio.Task | None = None  # rewrites the reports every cache_report_interval seconds
+        self.is_running = False
+        self.metrics: Metrics | None = None  # cache_metrics: the Prometheus counters and their server
 
     def load(self, loader) -> None:
         for option in options.AUDIT:
@@ -79,6 +85,9 @@ class CacheAudit:
         sockets = handover.take((id(ctx.master), f"{self.name}.sockets"))
         if isinstance(sockets, dict):
             self.sockets = sockets
+        metrics = handover.take((id(ctx.master), f"{self.name}.metrics"))
+        if isinstance(metrics, Metrics):  # still serving: its port and counts go on
+            self.metrics = metrics
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -87,16 +96,26 @@ class CacheAudit:
             options.check(options.AUDIT, updated, lambda name: getattr(ctx.options, name))
             if "cache_prices" in updated:
                 self.audit.prices = options.price_table(ctx.options.cache_prices)
+            if "cache_metrics" in updated:
+                self.metrics = reconfigured(self.metrics, listen_address(ctx.options.cache_metrics))
+                if self.metrics is not None:
+                    logger.info("cachepin audit: Prometheus metrics at %s", self.metrics.url)
             if updated & {"affinity_salt", "confdir"}:
                 self.audit.salt = proxy_salt(ctx.options.affinity_salt, ctx.options.confdir)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
+        if ctx.options.cache_resume and not ctx.options.cache_events:
+            raise exceptions.OptionsError("cache_resume needs cache_events: the file to read the earlier turns from "
+                                          "(and to append this run's to)")
+        if "cache_report_interval" in updated and self.is_running:
+            self._schedule_reports()
         if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
                 self.audit.explainer = _new_explainer()
         self.ledger.expect = Expect(ctx.options.cache_expect)
         self.ledger.min_hit = ctx.options.cache_min_hit
         self.ledger.max_sessions = ctx.options.cache_max_sessions
+        self.ledger.max_turns = ctx.options.cache_max_turns
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """A flow read from a file (or duplicated) carries the marker of the run that recorded it: not this one's.
@@ -104,7 +123,7 @@ class CacheAudit:
         Its tap's reading stays on a flow read from a file: it is all a replay has of a stream whose body was
         not kept. A live flow (one sent again) gets a response of its own.
         """
-        flow.metadata.pop("cachepin_turn", None)
+        flow.metadata.pop(TURN_KEY, None)
         if flow.live:
             flow.metadata.pop(READING_KEY, None)
 
@@ -263,7 +282,43 @@ class CacheAudit:
         self._publish(flow, request, extracted, recorded, socket.comment)
 
     def running(self) -> None:
+        self.is_running = True
         _end_on_hangup()
+        if ctx.options.cache_resume and not self.audit.resumed:  # once: a reload hands the seeded ledger over
+            self._resume()
+        self._schedule_reports()
+
+    def _resume(self) -> None:
+        """``cache_resume``: the turns of the events file this run appends to, read back before any flow."""
+        path = ctx.options.cache_events
+        problems: list[str] = []
+        try:
+            turns = self.audit.resume(merged([path], problems))
+        except FileNotFoundError:
+            logger.info("cachepin audit: nothing to resume: %s does not exist yet", path)
+            return
+        except OSError as e:
+            logger.error("cachepin audit: cache_resume: cannot read cache_events %s: %s", path, e)
+            return
+        for problem in problems:
+            logger.warning("cachepin audit: cache_resume skipped %s", problem)
+        logger.info("cachepin audit: resumed %d turns of %d earlier runs from %s", turns, len(self.audit.runs) - 1,
+                    path)
+
+    def _schedule_reports(self) -> None:
+        """``cache_report_interval``: the report files rewritten every so many seconds, between the other writes."""
+        if self.reporter is not None:
+            self.reporter.cancel()
+            self.reporter = None
+        if seconds := ctx.options.cache_report_interval:
+            self.reporter = asyncio.get_running_loop().create_task(self._report_every(seconds))
+
+    async def _report_every(self, seconds: int) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            for message in self.ledger.finalize():
+                logger.error("cachepin audit FAILED: %s", message)
+            self._write_reports()
 
     def _settle_in_flight(self) -> None:
         """Records the responses still running as error turns (or complete ones, if their final usage was read).
@@ -282,7 +337,7 @@ class CacheAudit:
 
     def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
         self.in_flight.pop(flow.id, None)
-        if flow.metadata.get("cachepin_turn"):
+        if flow.metadata.get(TURN_KEY):
             return  # response and error both fired for this flow: one turn only
         if extracted.warning:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
@@ -295,8 +350,7 @@ class CacheAudit:
             first_byte_at=tap.first_byte_at if tap is not None else None,
             ended_at=response.timestamp_end if response is not None else None,
         )
-        flow.metadata["cachepin_turn"] = {"session_id": request.session_id, "turn": recorded.turn.index,
-                                          "verdict": recorded.turn.verdict.value}
+        flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, self.audit.price(recorded.turn))
         self._publish(flow, request, extracted, recorded, flow.comment)
 
     def _publish(self, flow: http.HTTPFlow, request: RequestFacts, extracted: Extracted, recorded: Recorded,
@@ -304,10 +358,13 @@ class CacheAudit:
         """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
         turn, failures, line = recorded
         logger.info(line)
+        if self.metrics is not None:
+            self.metrics.observe(turn, self.audit.price(turn) if turn.ok else None)
         if not extracted.warning and (unpriced := self.audit.unpriced(turn)):  # at most one WARNING a flow: the
             logger.warning("cachepin audit: %s", unpriced)  # model is named at its next turn that warned of nothing
-        note = line.removeprefix("cachepin ")
-        flow.comment = f"{comment}\n{note}" if comment else note
+        pinned = _pinned(flow)
+        flow.comment = with_turn(comment, turn_comment(request.session_id, request.source, turn),
+                                 inject_note(*pinned) if pinned else None)
         if turn.verdict is Verdict.MISS:
             flow.marked = MISS_MARK
         # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
@@ -337,9 +394,13 @@ class CacheAudit:
             logger.error("cachepin audit FAILED: %s", message)
         for row in summary_table(self.ledger).splitlines():
             logger.info("cachepin %s", row)
-        for option, error in self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit).items():
-            self._cannot_write(option, error)
+        self._write_reports()
         return ctx.options.cache_report
+
+    def _write_reports(self) -> None:
+        for option, error in self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit,
+                                                         ctx.options.cache_html).items():
+            self._cannot_write(option, error)
 
     def _cannot_write(self, option: str, error: OSError, level: int = logging.ERROR) -> None:
         logger.log(level, "cachepin audit: cannot write %s %s: %s", option, getattr(ctx.options, option), error)
@@ -357,13 +418,18 @@ class CacheAudit:
         4 wins: a report or event log that is stale or lacks lines cannot back
         a verdict, whichever it is (the log says both).
         """
+        if self.reporter is not None:
+            self.reporter.cancel()
         if ctx.master.should_exit.is_set():
             self._settle_in_flight()
         self.report()
         if not ctx.master.should_exit.is_set():
             handover.give((id(ctx.master), self.name), (self.audit, self.in_flight))
             handover.give((id(ctx.master), f"{self.name}.sockets"), self.sockets)
+            handover.give((id(ctx.master), f"{self.name}.metrics"), self.metrics)
             return
+        if self.metrics is not None:
+            self.metrics.stop()
         failed = []
         if self.audit.unwritten:
             failed.append(f"could not write {', '.join(sorted(self.audit.unwritten))}")
@@ -385,10 +451,15 @@ class UsageContentview(contentviews.Contentview):
         dialect = _metadata_dialect(metadata)
         if dialect is None:
             raise ValueError("not an LLM API response")
-        return render(dialect, metadata.content_type or "", data)
+        return render(dialect, metadata.content_type or "", data, _turn_facts(metadata))
 
     def render_priority(self, data: bytes, metadata: contentviews.Metadata) -> float:
         return 2 if _metadata_dialect(metadata) is not None and data else -1
+
+
+def _turn_facts(metadata: contentviews.Metadata) -> dict | None:
+    facts = metadata.flow.metadata.get(TURN_KEY) if metadata.flow is not None else None
+    return facts if isinstance(facts, dict) else None
 
 
 def _metadata_dialect(metadata: contentviews.Metadata) -> Dialect | None:

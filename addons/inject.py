@@ -26,6 +26,7 @@ from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade
 from cachepin.request.salt import proxy_salt
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
 from cachepin.response.readers import StreamTap, usage_from_body
+from cachepin.views.flow_comment import inject_note
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class Inject:
         flow.metadata["cachepin"] = {"session_id": session_id, "source": resolution.source, "injected": injected}
         if resolution.rejected:  # warned about once the request hook knows of every problem
             flow.metadata["cachepin"]["rejected"] = _rejected(resolution.rejected)
-        note = f"cachepin: session {session_id} ({resolution.source})"
+        note = inject_note(session_id, resolution.source)
         flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
         headers = ",".join(injected) or "-"
         if session_id in self.seen:

@@ -10,9 +10,11 @@ here lets it be tested, and benchmarked, without a proxy.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -38,10 +40,12 @@ from cachepin.turns.ledger import Ledger
 from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 from cachepin.turns.pricing import Cost, cost
 from cachepin.turns.turn import Turn
+from cachepin.views.events import Event, Run, event_line, replay
 from cachepin.views.files import write_atomic
+from cachepin.views.html import report_html
 from cachepin.views.junit import junit_xml
 from cachepin.views.log_line import turn_log_line
-from cachepin.views.report import event_line, report_json
+from cachepin.views.report import report_json
 
 UNIDENTIFIED = "unidentified"
 MAX_UNPRICED = 1024  # models warned about without a price; the log names each once
@@ -110,8 +114,11 @@ class Audit:
     """The audit's state, which a hot reload hands over whole: the ledger, the explainer, the prices."""
 
     def __init__(self, versions: Mapping[str, str] | None = None) -> None:
-        self.run_id = uuid.uuid4().hex  # names this run in the report (and, later, its events)
+        self.run = Run(uuid.uuid4().hex, f"{socket.gethostname()}:{os.getpid()}")  # in the report and each event
         self.started_at = time.time()
+        self.runs: dict[Run, int] = {self.run: 0}  # the turns of each run the ledger holds: this one, and those
+        # read back from events (``resume``)
+        self.resumed = False  # ``resume`` ran: a reload hands the ledger over, seeded already
         self.versions = {"cachepin": __version__, **(versions or {})}
         self.prices: PriceTable = DEFAULT_PRICES
         self.unpriced_models: set[str] = set()  # models warned about by ``unpriced``
@@ -174,6 +181,7 @@ class Audit:
             self.chains.learn(extracted.response_id, request.session_id, request.source)
             if request.compare_as is not None:
                 self.baselines.learn(request.compare_as, extracted.response_id)
+        self.runs[self.run] += 1
         return Recorded(turn, failures, turn_log_line(request.session_id, turn))
 
     def unpriced(self, turn: Turn) -> str | None:
@@ -205,20 +213,40 @@ class Audit:
         return request._replace(compare_as=key, opted_in=opts_in_only(dialect, body, edited, baseline)), edited
 
     def event_line(self, request: RequestFacts, turn: Turn) -> str:
-        return event_line(request.session_id, request.source, turn, self.price)
+        return event_line(request.session_id, request.source, turn,
+                          self.ledger.thread_state(request.session_id, turn), self.run, time.time(), self.price)
 
-    def write_reports(self, report: str, junit: str) -> dict[str, OSError]:
+    def resume(self, events: Iterable[Event]) -> int:
+        """Seeds the ledger with the turns of events (``cache_resume``, ``scripts/report``), judged again as they
+        come; returns how many there were.
+
+        Their failures are the ledger's from then on, but not new: the run that
+        recorded those turns logged them.
+        """
+        self.resumed = True
+        read = replay(self.ledger, events)
+        own = self.runs.pop(self.run, None)
+        for run, turns in read.items():
+            self.runs[run] = self.runs.get(run, 0) + turns
+        if own is not None:  # listed after the runs before it
+            self.runs[self.run] = own
+        return sum(read.values())
+
+    def write_reports(self, report: str, junit: str, html: str = "") -> dict[str, OSError]:
         """Writes the files that are named, each on its own (judge min_hit first: ``ledger.finalize``).
 
         A file that cannot be written does not keep the other from being
         written; returns the error of each option whose file failed, which
         stays in ``unwritten`` until that file is written again.
         """
-        about = {"generated_at": _utc(time.time()), "started_at": _utc(self.started_at), "run_id": self.run_id,
-                 "versions": self.versions}
+        about = {"generated_at": _utc(time.time()), "started_at": _utc(self.started_at), "run_id": self.run.run_id,
+                 "versions": self.versions,
+                 "runs": [{"run_id": run.run_id, "instance": run.instance, "turns": turns}
+                          for run, turns in self.runs.items() if turns or run == self.run]}
         outputs: dict[str, tuple[str, Callable[[], Iterator[str]]]] = {
             "cache_report": (report, lambda: report_json(self.ledger, about)),
             "cache_junit": (junit, lambda: junit_xml(self.ledger)),
+            "cache_html": (html, lambda: report_html(self.ledger, about)),
         }
         errors = {}
         for option, (path, render) in outputs.items():

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from cachepin.request.session import is_valid_id
 from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 from cachepin.turns.price_files import load_prices
+from cachepin.views.metrics import listen_address
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PROTECTED_HEADERS = frozenset({
@@ -131,6 +132,20 @@ def session_limit(value: int) -> int:
     return value
 
 
+def turn_limit(value: int) -> int:
+    """``cache_max_turns``: 0 (unlimited) or more."""
+    if value < 0:
+        raise ValueError("cache_max_turns must be >= 0 (0 = unlimited)")
+    return value
+
+
+def interval(value: int) -> int:
+    """``cache_report_interval``: 0 (only at shutdown and on cache.report) or seconds."""
+    if value < 0:
+        raise ValueError("cache_report_interval must be >= 0 seconds (0 = only at shutdown and on cache.report)")
+    return value
+
+
 def _output(option: str, *, replaced: bool) -> Callable[[str], str]:
     return lambda path: writable_file(option, path, replaced=replaced) if path else path
 
@@ -184,13 +199,29 @@ AUDIT = (
            accepts="a whole number 0-100"),
     Option("cache_events", str, "", "Append one JSON line per completed turn to this file.",
            _output("cache_events", replaced=False)),
+    Option("cache_resume", bool, False,
+           "On start, read the cache_events file back into the ledger: the reports cover the turns of earlier "
+           "runs too (judged again with this run's expectations), and turn numbers continue."),
+    Option("cache_report_interval", int, 0,
+           "Also rewrite the report files every this many seconds (0: only at shutdown and on cache.report).",
+           interval, accepts="a whole number of seconds >= 0"),
     Option("cache_report", str, "", "Write the JSON report here at shutdown and on cache.report.",
            _output("cache_report", replaced=True)),
     Option("cache_junit", str, "", "Write JUnit XML (one test case per session) here at shutdown and on cache.report.",
            _output("cache_junit", replaced=True)),
+    Option("cache_html", str, "", "Write the HTML report (one self-contained file) here at shutdown and on "
+           "cache.report.",
+           _output("cache_html", replaced=True)),
     Option("cache_max_sessions", int, 10_000,
            "Sessions held in memory (0 = unlimited); older ones still count in totals.", session_limit,
            accepts="a whole number >= 0 (0 = unlimited)"),
+    Option("cache_max_turns", int, 2000,
+           "Turns each session holds in memory (0 = unlimited); older ones still count in its sums and verdicts "
+           "(and are in cache_events), but the reports list only the held ones.", turn_limit,
+           accepts="a whole number >= 0 (0 = unlimited)"),
+    Option("cache_metrics", str, "",
+           "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464; docs/metrics.md); needs "
+           "prometheus_client (pip install 'cachepin[metrics]'). Empty: off.", listen_address),
     Option("cache_prices", str, "",
            "JSON file of model prices (USD per million tokens) merged over the built-in table: cachepin's "
            "format, or a copy of LiteLLM's model_prices_and_context_window.json.", price_table),

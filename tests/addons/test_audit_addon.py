@@ -202,8 +202,11 @@ async def test_json_cold_hit_miss_with_figures(addon: CacheAudit, case: Case) ->
     assert {t.model for t in session.turns} == {case.model}
     assert [t.flow_id for t in session.turns] == [f.id for f in flows]
     assert [t.stream for t in session.turns] == [False] * 3
-    assert [f.metadata["cachepin_turn"] for f in flows] == [
-        {"session_id": "s-1", "turn": i, "verdict": v} for i, v in enumerate(["cold", "hit", "miss"], 1)]
+    marks = [f.metadata["cachepin_turn"] for f in flows]
+    assert [(m["session_id"], m["turn"], m["verdict"], m["cache_read_input_tokens"]) for m in marks] == [
+        ("s-1", 1, "cold", 0), ("s-1", 2, "hit", 1538), ("s-1", 3, "miss", 0)]
+    assert [m["thread"] for m in marks] == [t.thread for t in session.turns]
+    assert "reason" in marks[2] and "reason" not in marks[0]
     assert addon.ledger.ok  # no expectation set
 
 
@@ -598,7 +601,7 @@ async def test_response_and_error_both_firing_make_one_turn(addon: CacheAudit) -
     with taddons.context(addon) as tctx:
         await run(tctx, addon, flow)  # cycles requestheaders … response, then error
     turn, = turns(addon)
-    assert turn.verdict.value == "cold" and flow.comment.count("verdict=") == 1
+    assert turn.verdict.value == "cold" and flow.comment.startswith("cold · ") and "\n" not in flow.comment
 
 
 async def test_error_without_response_is_an_error_turn(addon: CacheAudit, caplog) -> None:
@@ -737,8 +740,11 @@ async def test_turn_log_lines_comments_and_marks(addon: CacheAudit, caplog) -> N
     ]
     assert lines[2].startswith(f"cachepin session=sess turn=3 thread={thread} model=claude-sonnet-4-6 verdict=miss "
                                "read=0 creation=1700 input=12 output=85 reason=no_breakpoint (")
-    assert flows[0].comment == lines[0].removeprefix("cachepin ")
-    assert flows[2].comment == "kept from before\n" + lines[2].removeprefix("cachepin ")
+    thread_note = f"thread {thread} · session sess (header:x-session-id)"
+    assert flows[0].comment == f"cold · read 0 · wrote 1,538 · uncached 12 · turn 1 · {thread_note}"
+    assert flows[1].comment == f"hit · read 1,538 · wrote 0 · uncached 12 · turn 2 · {thread_note}"
+    assert flows[2].comment.startswith(
+        f"kept from before\nmiss · read 0 · wrote 1,700 · uncached 12 · turn 3 · {thread_note} · no_breakpoint: ")
     assert [f.marked for f in flows] == ["", "", MISS_MARK]
     assert turns(addon)[2].miss.reason == "no_breakpoint"
 
@@ -749,9 +755,31 @@ async def test_comment_follows_the_inject_note(addon: CacheAudit) -> None:
     with taddons.context(inject, addon) as tctx:
         await tctx.cycle(inject, flow)
         await tctx.cycle(addon, flow)
-    first, second = flow.comment.split("\n")
-    assert first == "cachepin: session abc (header:x-session-id)"
-    assert second.startswith("session=abc turn=1 ") and "verdict=cold" in second
+    assert flow.comment.startswith("cold · read 0 · wrote 1,538 · ")  # the verdict first: mitmweb's column
+    assert flow.comment.endswith(" · session abc (header:x-session-id)")  # the session once, the note replaced
+    assert "\n" not in flow.comment
+
+
+@pytest.mark.parametrize("kept", ["", "a person's note", "a person's note\nanother addon's"])
+async def test_the_inject_note_alone_is_replaced_by_the_turn(addon: CacheAudit, kept: str) -> None:
+    inject = Inject()
+    flow = turn_flow(CASES[0], 0, 1538, session="abc")
+    flow.comment = kept
+    with taddons.context(inject, addon) as tctx:
+        await tctx.cycle(inject, flow)
+        assert flow.comment.endswith("cachepin: session abc (header:x-session-id)")
+        await tctx.cycle(addon, flow)
+    *before, turn = flow.comment.split("\n")
+    assert before == ([] if not kept else kept.split("\n")) and turn.startswith("cold · ")
+
+
+async def test_an_error_turn_says_its_status(addon: CacheAudit) -> None:
+    flow = make_flow(headers={"x-session-id": "s-err"})
+    flow.error = tflow.terr("Connection refused")
+    with taddons.context(addon) as tctx:
+        await run(tctx, addon, flow)
+    assert flow.comment.startswith("error · status 0 · turn 1 · thread ")  # mitmproxy's message: no type
+    assert flow.comment.endswith(" · session s-err (header:x-session-id)")
 
 
 async def test_routing_miss_is_explained(addon: CacheAudit, caplog) -> None:
@@ -851,6 +879,9 @@ async def test_min_hit_is_judged_at_report_time(addon: CacheAudit, caplog, min_h
     ("cache_min_hit", 101, "cache_min_hit must be 0-100"),
     ("cache_min_hit", -1, "cache_min_hit must be 0-100"),
     ("cache_max_sessions", -1, "cache_max_sessions must be >= 0"),
+    ("cache_max_turns", -1, "cache_max_turns must be >= 0"),
+    ("cache_report_interval", -5, "cache_report_interval must be >= 0 seconds"),
+    ("cache_metrics", "nowhere", "cache_metrics must be HOST:PORT"),
     ("cache_ttl_scale", "abc", "cache_ttl_scale must be a number > 0"),
     ("cache_ttl_scale", "0", "cache_ttl_scale must be a number > 0"),
     ("cache_ttl_scale", "nan", "cache_ttl_scale must be a number > 0"),
@@ -863,6 +894,17 @@ def test_invalid_options_are_refused(addon: CacheAudit, option: str, value: obje
     with taddons.context(addon) as tctx:
         with pytest.raises(exceptions.OptionsError, match=message):
             tctx.configure(addon, **{option: value})
+
+
+async def test_a_session_holds_cache_max_turns_turns_and_sums_them_all(addon: CacheAudit, tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_max_turns=3, cache_report=str(report))
+        await run(tctx, addon, *(turn_flow(CASES[0], 0 if n == 0 else 1538, 0) for n in range(5)))
+        addon.done()
+    (session,) = json.loads(report.read_text())["sessions"]
+    assert [turn["index"] for turn in session["turns"]] == [3, 4, 5]
+    assert (session["requests"], session["folded_turns"], session["cache_read_input_tokens"]) == (5, 2, 4 * 1538)
 
 
 @pytest.mark.parametrize("content", ["{not json", '["a"]', '{"gpt-5": {"input": -1}}', None])
@@ -999,6 +1041,19 @@ def test_usage_view_says_when_usage_is_missing(loaded: CacheAudit) -> None:
     assert text == "dialect: anthropic\nusage: not reported\n"
 
 
+async def test_usage_view_shows_the_turn_next_to_the_figures(addon: CacheAudit) -> None:
+    case = CASES[0]
+    flows = [turn_flow(case, 0, 1538), turn_flow(case, 0, 1600)]
+    with taddons.context(addon) as tctx:
+        await run(tctx, addon, *flows)
+        lines = contentviews.prettify_message(flows[1].response, flows[1]).text.splitlines()
+    thread = turns(addon)[1].thread
+    assert lines[lines.index("verdict: miss"):lines.index("verdict: miss") + 4] == [
+        "verdict: miss", "turn: 2", f"thread: {thread}", "session_id: s-1"]
+    assert any(line.startswith("reason: no_breakpoint (") for line in lines)
+    assert "cost_usd:" in lines and any(line.startswith("  billed: ") for line in lines)
+
+
 # --- lifecycle: hot reload and exit status ---
 
 async def test_hot_reload_keeps_the_ledger_and_does_not_exit(addon: CacheAudit, tmp_path: Path, caplog) -> None:
@@ -1052,19 +1107,22 @@ async def test_min_hit_failure_exits_3_at_shutdown(addon: CacheAudit) -> None:
     assert stopped.value.code == 3
 
 
-async def test_unwritable_report_at_shutdown_is_logged_the_junit_written_and_exits_4(addon: CacheAudit,
-                                                                                     tmp_path: Path, caplog) -> None:
+@pytest.mark.parametrize(("broken", "kept"), [("cache_report", "cache_junit"), ("cache_html", "cache_report"),
+                                               ("cache_junit", "cache_html")])
+async def test_an_unwritable_report_at_shutdown_is_logged_the_others_written_and_exits_4(
+        addon: CacheAudit, tmp_path: Path, caplog, broken: str, kept: str) -> None:
     folder = tmp_path / "gone"
     folder.mkdir()
     with taddons.context(addon) as tctx:
-        tctx.configure(addon, cache_report=str(folder / "report.json"), cache_junit=str(tmp_path / "junit.xml"))
+        tctx.configure(addon, **{broken: str(folder / "file"), kept: str(tmp_path / "file")})
+        await run(tctx, addon, turn_flow(CASES[0], 0, 1538))
         folder.rmdir()
         tctx.master.should_exit.set()
         with pytest.raises(SystemExit) as stopped:
             addon.done()
     assert stopped.value.code == 4
-    assert f"cachepin audit: cannot write cache_report {folder / 'report.json'}: [Errno 2]" in caplog.text
-    assert ET.parse(tmp_path / "junit.xml").getroot().tag == "testsuites"
+    assert f"cachepin audit: cannot write {broken} {folder / 'file'}: [Errno 2]" in caplog.text
+    assert "s-1" in (tmp_path / "file").read_text()
 
 
 def test_the_script_exposes_one_named_addon() -> None:

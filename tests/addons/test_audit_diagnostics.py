@@ -89,7 +89,7 @@ def test_each_later_turn_asks_about_its_threads_latest_response() -> None:
     (session,) = audit.ledger.sessions
     assert [turn.provider_diagnosis for turn in session.turns] == [Diagnosis("opted_in"),  # its null compared nothing
                                                                    Diagnosis("system_changed", 41850)]
-    assert "provider_reason=system_changed" in second.comment
+    assert "provider: system_changed" in second.comment
 
 
 def test_a_responses_thread_asks_from_its_second_turn() -> None:

@@ -95,8 +95,8 @@ async def test_both_addons_parse_a_request_body_once(monkeypatch: pytest.MonkeyP
     inject, audit = Inject(), CacheAudit()
     flow = llm_flow(tool_conversation(3))  # no session header: inject fingerprints the body
     parsed: list[object] = []
-    real_loads = json.loads
-    monkeypatch.setattr(body.json, "loads", lambda data, *a, **k: parsed.append(data) or real_loads(data, *a, **k))
+    real_loads = body.loads
+    monkeypatch.setattr(body, "loads", lambda data: parsed.append(data) or real_loads(data))
     with taddons.context(inject, audit) as tctx:
         tctx.configure(audit)
         for hook in ("requestheaders", "request"):

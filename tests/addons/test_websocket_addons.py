@@ -24,6 +24,7 @@ from wsproto.frame_protocol import Opcode
 from cachepin import handover
 from cachepin.response.websocket import CLOSED
 from cachepin.turns.turn import Turn
+from cachepin.turns.verdicts import short_id
 from cachepin.views.report import turn_dict
 from cachepin_tools.wire import framing
 from cachepin_tools.wire.tokens import Tokens
@@ -120,8 +121,9 @@ def test_a_codex_conversation_over_a_websocket_is_pinned_and_audited(caplog: pyt
     assert sent == expected
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cachepin session=")]
     assert len(lines) == 3 and "verdict=cold" in lines[0] and "verdict=hit" in lines[2]
-    note = f"cachepin: session {SESSION} (header:session-id)"
-    assert socket.flow.comment == f"{note}\n{lines[2].removeprefix('cachepin ')}"  # the latest turn only
+    short = short_id(SESSION)
+    assert socket.flow.comment == (f"hit · read 2,048 · wrote n/a · uncached 120 · turn 3 · thread {short} · "
+                                   f"session {short} (header:session-id)")  # the latest turn only, the note replaced
     assert not socket.flow.marked
 
 

@@ -89,6 +89,10 @@ def test_demo_shows_affinity_turning_misses_into_hits(tmp_path: Path) -> None:
     assert f"Affinity: later turns hit 4/12 -> 12/12, hit ratio {ratios[0]} -> {ratios[1]}, {saving}." in out
     assert [s["source"] for s in after["sessions"]] == ["fingerprint"] * 4
     assert {t["stream"] for s in after["sessions"] for t in s["turns"]} == {True}
+    for name in ("without-affinity", "with-affinity"):  # the HTML beside each (rendered: tests/e2e/test_html_browser)
+        page = (tmp_path / f"{name}.html").read_text()
+        assert page.startswith("<!DOCTYPE html>") and after["sessions"][0]["session_id"][:12] in page
+    assert f"{tmp_path / 'with-affinity.json'} (with-affinity.html)" in out
 
 
 def test_demo_stops_everything_when_terminated(tmp_path: Path) -> None:

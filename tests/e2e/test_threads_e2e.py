@@ -17,52 +17,16 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
+from claude_code import MAIN_SYSTEM, MODEL, SESSION, TOOLS, Conversation, claude_code_with_a_sub_agent
 
 from cachepin_tools.harness.processes import Simulator
 
 pytestmark = pytest.mark.e2e
 
-SESSION = "5f0c2d9e-8a41-4b7e-9c3d-1e2f3a4b5c6d"
-MODEL = "claude-sonnet-4-6"
-MAIN_SYSTEM = "You are a coding agent working in a large Python repository. Read before you edit. " * 30
-SUB_SYSTEM = "You are a search agent: find code, report paths and line numbers, change nothing. " * 30
-TOOLS = [{"name": name, "description": f"The {name} tool.", "input_schema": {"type": "object"}}
-         for name in ("Read", "Edit", "Bash", "Agent")]
-
-
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
     with Simulator("--accounts", "3", "--min-tokens", "64") as sim:
         yield sim
-
-
-class Conversation:
-    """One thread of Claude Code's traffic: its system prompt, tools and growing history."""
-
-    def __init__(self, client: anthropic.Anthropic, system: str, tools: list[dict], task: str) -> None:
-        self.client, self.system, self.tools = client, system, tools
-        self.messages: list[dict] = [{"role": "user", "content": task}]
-
-    def turn(self, next_input: str) -> None:
-        system = [{"type": "text", "text": self.system, "cache_control": {"type": "ephemeral"}}]
-        reply = self.client.messages.create(model=MODEL, max_tokens=32, system=system, tools=self.tools,
-                                            messages=self.messages)
-        self.messages += [{"role": "assistant", "content": reply.content[0].text},
-                          {"role": "user", "content": next_input}]
-
-
-def claude_code_with_a_sub_agent(url: str) -> None:
-    with anthropic.Anthropic(base_url=url, api_key="sk-ant-test", max_retries=0,
-                             default_headers={"X-Claude-Code-Session-Id": SESSION}) as client:
-        main = Conversation(client, MAIN_SYSTEM, TOOLS, "The test suite fails on CI; find out why.")
-        sub = Conversation(client, SUB_SYSTEM, TOOLS[:1], "Find where the flaky fixture is defined.")
-        main.turn("Start a search agent.")
-        main.turn("Wait for it.")
-        sub.turn("Keep looking in tests/.")
-        main.turn("Still waiting.")
-        sub.turn("Report.")
-        sub.turn("Done.")
-        main.turn("Fix it.")
 
 
 def audit(mitmdump, simulator: Simulator, tmp_path: Path, scripts: list[str], **options: object):  # type: ignore
@@ -144,17 +108,16 @@ def test_a_restarted_proxy_still_calls_an_unread_continuation_a_miss(simulator, 
     """Turns 1-2 through one proxy, turn 3 through a fresh one: the request shows that it continues."""
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     first_dir.mkdir(), second_dir.mkdir()
-    with anthropic.Anthropic(base_url=simulator.url, api_key="sk-ant-test", max_retries=0) as direct:
-        conversation = Conversation(direct, MAIN_SYSTEM, TOOLS, "Why does CI fail?")
-        proxy = audit(mitmdump, simulator, first_dir, ["cache_audit.py"])
-        conversation.client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
-        conversation.turn("Look again.")
-        conversation.turn("And now?")
-        assert proxy.stop() == 0
-        proxy = audit(mitmdump, simulator, second_dir, ["cache_audit.py"], cache_expect="warm")
-        conversation.client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
-        conversation.turn("Once more.")  # round-robin: the third account, which never saw this prompt
-        assert proxy.stop() == 3
+    conversation = Conversation(MAIN_SYSTEM, TOOLS, "Why does CI fail?")
+    proxy = audit(mitmdump, simulator, first_dir, ["cache_audit.py"])
+    with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0) as client:
+        conversation.turn(client, "Look again.")
+        conversation.turn(client, "And now?")
+    assert proxy.stop() == 0
+    proxy = audit(mitmdump, simulator, second_dir, ["cache_audit.py"], cache_expect="warm")
+    with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0) as client:
+        conversation.turn(client, "Once more.")  # round-robin: the third account, which never saw this prompt
+    assert proxy.stop() == 3
     (turn,) = report(second_dir)["sessions"][0]["turns"]
     assert (turn["index"], turn["position"], turn["verdict"], turn["cache_read_input_tokens"]) == (
         1, "continuation", "miss", 0)

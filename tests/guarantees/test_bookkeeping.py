@@ -37,10 +37,12 @@ def _request(turn: int, snapshot: Snapshot) -> RequestFacts:
                         Position.CONTINUATION)
 
 
-@pytest.mark.parametrize("expect", ["off", "warm"])
-def test_recording_a_turn_does_not_slow_down_as_the_session_grows(expect: str) -> None:
+@pytest.mark.parametrize(("expect", "max_turns"), [("off", 0), ("warm", 0), ("warm", 2000)])
+def test_recording_a_turn_does_not_slow_down_as_the_session_grows(expect: str, max_turns: int) -> None:
+    """Also with the session's older turns folded out of memory (``cache_max_turns``' default)."""
     audit = Audit()
     audit.ledger.expect = type(audit.ledger.expect)(expect)
+    audit.ledger.max_turns = max_turns
     snapshot = Snapshot.from_request(Dialect.ANTHROPIC, BODY, 0.0)
     batches: list[float] = []
     gc.disable()  # what is measured is the bookkeeping, not when the collector happens to run
@@ -56,7 +58,8 @@ def test_recording_a_turn_does_not_slow_down_as_the_session_grows(expect: str) -
     finally:
         gc.enable()
     session, = audit.ledger.sessions
-    assert len(session.turns) == TURNS and len(session.threads) == TURNS // 100 + 1  # the agents and main
+    assert len(session.turns) == (max_turns or TURNS) and session.numbered == TURNS
+    assert len(session.threads) == TURNS // 100 + 1  # the agents and main
     assert audit.ledger.errors == TURNS * 3 // 4 and audit.ledger.ok  # every success read the cache
     first, last = statistics.median(batches[1:6]), statistics.median(batches[-5:])  # batch 0 warms caches up
     assert last < 3 * first, f"the last 1k turns took {last / first:.1f}x as long as the first"

@@ -69,7 +69,7 @@ async def test_an_error_is_named_by_its_structured_type_only(path: str, headers:
         audit.response(flow)
     (turn,) = audit.ledger.sessions[0].turns
     assert turn.verdict.value == "error" and turn.error == kind, "the ledger keeps the type, nothing of the message"
-    assert flow.comment.endswith(f" error={kind}")
+    assert flow.comment.startswith(f"error · status {flow.response.status_code} {kind} · turn 1 · ")
     lines = [flow.comment, *(record.getMessage() for record in records)]
     assert not [line for line in lines if KEY in line]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,28 @@ ALLOWED = set(sys.stdlib_module_names) | MITMPROXY_DEPENDENCIES | {"cachepin", "
 FILES = sorted(ADDONS.rglob("*.py"))
 
 
-def imported_roots(path: Path) -> set[str]:
+OPTIONAL = {"prometheus_client": ADDONS / "cachepin" / "views" / "metrics.py"}  # an extra, and the module using it
+GUARDED = {"orjson": ADDONS / "cachepin" / "request" / "json_parse.py"}  # imported on load when installed, else not
+
+
+def _outside_functions(node: ast.AST) -> Iterator[ast.AST]:
+    """The nodes that run when the module is loaded: all but the bodies of functions."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            yield from _outside_functions(child)
+
+
+def imported_roots(path: Path, *, on_load: bool = False) -> set[str]:
+    """The top-level packages ``path`` imports (``on_load``: only those imported when the module is loaded)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return _roots(_outside_functions(tree) if on_load else ast.walk(tree))
+
+
+def _roots(nodes: Iterable[ast.AST]) -> set[str]:
+    """The top-level packages the import statements among ``nodes`` import."""
     roots = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in nodes:
         if isinstance(node, ast.Import):
             roots |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -37,9 +57,31 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
+def guarded_roots(path: Path) -> tuple[set[str], set[str]]:
+    """What ``path`` imports in a top-level ``try`` that goes on at ``except ImportError``; and elsewhere."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tries = [node for node in tree.body if isinstance(node, ast.Try) and any(
+        isinstance(name, ast.Name) and name.id in {"ImportError", "ModuleNotFoundError"}
+        for handler in node.handlers if handler.type is not None for name in ast.walk(handler.type))]
+    inside = {id(node) for attempt in tries for statement in attempt.body for node in ast.walk(statement)}
+    return (_roots(node for node in ast.walk(tree) if id(node) in inside),
+            _roots(node for node in ast.walk(tree) if id(node) not in inside))
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ADDONS)))
 def test_only_bare_mitmproxy_imports(path: Path) -> None:
-    assert imported_roots(path) <= ALLOWED
+    optional = {name for name, allowed_in in OPTIONAL.items() if allowed_in == path}
+    guarded = {name for name, allowed_in in GUARDED.items() if allowed_in == path}
+    assert imported_roots(path) <= ALLOWED | optional | guarded
+    assert not optional & imported_roots(path, on_load=True), "an optional extra is imported only when it is used"
+
+
+@pytest.mark.parametrize(("name", "path"), GUARDED.items(), ids=list(GUARDED))
+def test_a_guarded_extra_is_imported_only_where_its_absence_is_caught(name: str, path: Path) -> None:
+    """A faster parser serves from the module's load on where it is installed; a bare mitmproxy goes on without."""
+    guarded, elsewhere = guarded_roots(path)
+    assert name in guarded
+    assert name not in elsewhere
 
 
 @pytest.mark.parametrize("path", sorted((ADDONS / "cachepin").glob("*.py")), ids=lambda p: p.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
-from ledgers import SID, record
+from ledgers import SID, long_session, record
 
 from cachepin.turns.ledger import Ledger
 from cachepin.views.junit import junit_xml
@@ -102,3 +102,15 @@ def test_each_case_carries_the_judged_ratio_of_its_session_and_threads(ledger: L
     assert properties["judged_hit_ratio"] == f"{9000 / 9010:.4f}"
     assert properties["hit_ratio"] == f"{9000 / 18020:.4f}"
     assert properties["thread model:claude-sonnet-4-5 judged_hit_ratio"] == f"{9000 / 9010:.4f}"
+
+
+@pytest.mark.parametrize("max_turns", [1, 100])
+def test_a_long_session_has_the_same_case_whatever_it_holds(max_turns: int) -> None:
+    """Its ratios and failures sum the turns folded out of memory (max_turns) too."""
+    def junit(limit: int) -> str:
+        ledger = long_session(Ledger(expect="warm", min_hit=96, max_turns=limit), 5000)
+        ledger.finalize()
+        return junit_text(ledger)
+    held = junit(max_turns)
+    assert held == junit(0)
+    assert "below min_hit 96%" in held and held.count("judged_hit_ratio") > 3

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from ledgers import usage
+from ledgers import long_session, usage
 
 from cachepin.request.thread import Position, Thread
 from cachepin.response.usage import Usage
 from cachepin.turns.counts import Counts
 from cachepin.turns.explain import Explanation, Reason
-from cachepin.turns.ledger import EVICTED_MEMORY, Ledger, judge_min_hit
+from cachepin.turns.ledger import EVICTED_MEMORY, Ledger, Session, judge_evidence, judge_min_hit
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect
 
@@ -401,7 +401,7 @@ def test_reset_clears_everything() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"expect": "cold"}, {"expect": ""}, {"min_hit": -1}, {"min_hit": 101}, {"max_sessions": -1}],
+    [{"expect": "cold"}, {"expect": ""}, {"min_hit": -1}, {"min_hit": 101}, {"max_sessions": -1}, {"max_turns": -1}],
 )
 def test_bad_settings_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -547,3 +547,98 @@ def test_a_thread_named_by_a_header_is_one_per_model() -> None:
                       model=model, ttft_ms=None, duration_ms=None, thread=codex, position=position)
     assert [t.verdict for t in only(ledger)] == ["cold", "cold"]
     assert [state.model for state in ledger.sessions[0].threads] == ["gpt-5.1-codex", "gpt-5.1-codex-mini"]
+
+
+# --- memory: folding a long session's oldest turns into its sums (max_turns) ----------------------------------
+
+
+def long_ledger(max_turns: int, turns: int = 5000, *, threads: bool = True, min_hit: int = 96) -> Ledger:
+    ledger = long_session(Ledger(expect="warm", min_hit=min_hit, max_turns=max_turns), turns, threads=threads)
+    ledger.finalize()
+    return ledger
+
+
+def sums_of(session: Session) -> tuple[object, ...]:
+    """Everything a session sums, its own and per thread, without the turns it holds."""
+    threads = [(state.thread_id, state.model, sums.counts, sums.judged, sums.errors, sums.turns)
+               for state, _, sums in session.thread_sums()]
+    return session.counts(), session.judged_counts(), session.errors, threads
+
+
+@pytest.mark.parametrize("max_turns", [1, 2, 7, 100, 4999, 5000])
+def test_a_long_session_sums_the_same_whatever_it_holds(max_turns: int) -> None:
+    held, unlimited = long_ledger(max_turns), long_ledger(0)
+    (session,), (whole,) = held.sessions, unlimited.sessions
+    assert len(session.turns) == min(max_turns, 5000) and len(whole.turns) == 5000
+    assert session.folded == 5000 - len(session.turns) and whole.folded == 0
+    assert sums_of(session) == sums_of(whole)
+    assert session.errors > 0 and session.judged_counts().requests > 0  # the scenario has both to fold
+    assert [f.message for f in held.failures] == [f.message for f in unlimited.failures]
+    assert any("below min_hit 96%" in f.message for f in held.failures)
+    assert (held.totals, held.judged, held.errors) == (unlimited.totals, unlimited.judged, unlimited.errors)
+
+
+def test_a_session_holds_at_most_max_turns_numbered_on() -> None:
+    ledger = long_ledger(100)
+    (session,) = ledger.sessions
+    assert [turn.index for turn in session.turns] == list(range(4901, 5001))
+    assert session.folded == 4900 and session.numbered == 5000
+    assert sum(len(turns) for _, turns, _ in session.thread_sums()) == 100
+
+
+def test_the_min_hit_wording_names_the_only_first_turn_when_it_was_folded() -> None:
+    """One thread, one model: one of its first turns opened it, thousands of turns later only in the sums."""
+    held, whole = long_ledger(100, threads=False), long_ledger(0, threads=False)
+    (opener,) = [turn.index for turn in whole.sessions[0].turns if turn.opens]
+    failure = judge_min_hit(held.sessions[0], 96)
+    assert failure is not None and failure == judge_min_hit(whole.sessions[0], 96)
+    assert f" after turn {opener} (" in failure.message and "later turns)" in failure.message
+    assert held.sessions[0].turns[0].index == 4901 > opener
+
+
+def play_fold(max_turns: int, turns: list[Spec]) -> Ledger:
+    ledger = Ledger(expect="warm", max_turns=max_turns)
+    play(ledger, turns)
+    ledger.finalize()
+    return ledger
+
+
+@pytest.mark.parametrize("max_turns", [0, 1, 2])
+def test_a_session_whose_successes_were_folded_is_not_without_evidence(max_turns: int) -> None:
+    ledger = play_fold(max_turns, [ok(0), HTTP_ERROR, HTTP_ERROR, HTTP_ERROR])
+    (session,) = ledger.sessions
+    assert not any(turn.ok for turn in session.turns) or max_turns == 0
+    assert judge_evidence(session) is None and ledger.ok
+
+
+@pytest.mark.parametrize("max_turns", [0, 1, 3])
+def test_folded_error_turns_count_in_the_no_evidence_failure(max_turns: int) -> None:
+    ledger = play_fold(max_turns, [HTTP_ERROR] * 5)
+    (session,) = ledger.sessions
+    assert session.errors == 5
+    failure = judge_evidence(session)
+    assert failure is not None and failure.message == "session s1: no successful response (5 error turns)"
+
+
+def test_a_lowered_max_turns_folds_down_to_it_at_the_next_turn() -> None:
+    ledger = Ledger(max_turns=10)
+    play(ledger, [ok(0)] + [ok(900)] * 9)
+    ledger.max_turns = 3
+    play(ledger, [ok(900)])
+    (session,) = ledger.sessions
+    assert [turn.index for turn in session.turns] == [9, 10, 11] and session.counts().requests == 11
+
+
+def test_a_short_session_allocates_nothing_for_folding() -> None:
+    ledger = Ledger(max_turns=3)
+    play(ledger, [ok(0), ok(900), ok(900)])
+    (session,) = ledger.sessions
+    assert type(session.turns) is list and session.folded_sums is None and session.folded == 0
+
+
+def test_a_folded_session_evicted_and_back_is_numbered_on() -> None:
+    ledger = Ledger(max_sessions=1, max_turns=2)
+    play(ledger, [ok(0)] * 5, session_id="a")
+    play(ledger, [ok(0)], session_id="b")  # evicts "a"
+    play(ledger, [ok(0)], session_id="a")
+    assert [turn.index for turn in ledger.sessions[0].turns] == [6]

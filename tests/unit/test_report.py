@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from ledgers import SID, record
+from ledgers import SID, long_session, record
 
 from cachepin.turns.explain import Explanation, Reason
 from cachepin.turns.ledger import Ledger
-from cachepin.turns.models import Price, PriceTable
+from cachepin.turns.models import DEFAULT_PRICES, Price, PriceTable
 from cachepin.turns.pricing import cost
 from cachepin.turns.turn import Turn, Verdict
-from cachepin.views.report import event_line, report_json, turn_dict
+from cachepin.views.report import report_json, turn_dict
 
 COUNTS = {"input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens"}
 V1_TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status", "stream", "verdict", "ttft_ms",
@@ -20,8 +20,8 @@ V1_TURN_KEYS = {"index", "flow_id", "started_at", "provider", "model", "status",
 TURN_KEYS = V1_TURN_KEYS | {"thread", "position"}
 SUMS = {"requests", "errors", "hit_ratio", "judged_hit_ratio", "cost"} | COUNTS
 V1_SESSION_KEYS = {"session_id", "source", "requests", "hit_ratio", "cost", "failures", "turns"} | COUNTS
-SESSION_KEYS = V1_SESSION_KEYS | SUMS | {"threads"}
-THREAD_KEYS = {"thread_id", "source", "parent", "model", "turns"} | SUMS
+SESSION_KEYS = V1_SESSION_KEYS | SUMS | {"threads", "folded_turns"}
+THREAD_KEYS = {"thread_id", "source", "parent", "model", "turns", "folded_turns"} | SUMS
 
 
 def read_report(ledger: Ledger, about: dict[str, object] | None = None) -> dict:
@@ -136,17 +136,6 @@ def test_notes_are_rendered_only_for_a_miss_reason(miss: Explanation | None) -> 
                                          "evidence": {"gap_s": 400.0, "ttl_s": 300.0}}}
 
 
-# --- event lines --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "odd\nmodel\u2028name", None])
-def test_event_line_is_one_json_line(model: str | None) -> None:
-    turn = Turn(index=2, flow_id="f", started_at=1.0, status=200, stream=True, verdict=Verdict.HIT, model=model)
-    line = event_line(SID, "header", turn)
-    assert "\n" not in line and "\r" not in line and "\u2028" not in line
-    assert json.loads(line) == {"session_id": SID, "source": "header", "turn": turn_dict(turn)}
-
-
 def test_costs_per_turn_session_and_total_with_evicted_sessions_kept() -> None:
     """$3/M input, $0.30/M read, $3.75/M 5 min write, $15/M output: the arithmetic by hand."""
     table = PriceTable({"claude-sonnet-4-5": Price(input=3.0, output=15.0, cache_read=0.3, cache_write_5m=3.75,
@@ -208,3 +197,36 @@ def test_without_diagnoses_the_report_is_as_it_was(ledger: Ledger) -> None:
     report = read_report(ledger)
     assert "diagnostics" not in report["totals"]
     assert not any("provider_diagnosis" in turn for session in report["sessions"] for turn in session["turns"])
+
+
+# --- a long session: its oldest turns folded into its sums (max_turns) ---------------------------------------
+
+
+def long_report(max_turns: int) -> dict:
+    ledger = Ledger(expect="warm", min_hit=96, max_turns=max_turns,
+                    pricer=lambda turn: cost(turn.usage(), DEFAULT_PRICES))
+    long_session(ledger, 5000)
+    ledger.finalize()
+    return read_report(ledger)
+
+
+def without_turn_lists(report: dict) -> dict:
+    def strip(part: dict) -> dict:
+        return {key: value for key, value in part.items() if key not in ("turns", "folded_turns")}
+    return {**report, "sessions": [{**strip(session), "threads": [strip(thread) for thread in session["threads"]]}
+                                   for session in report["sessions"]]}
+
+
+@pytest.mark.parametrize("max_turns", [1, 100, 4999])
+def test_a_long_session_reports_the_same_sums_and_failures_whatever_it_holds(max_turns: int) -> None:
+    held, whole = long_report(max_turns), long_report(0)
+    assert without_turn_lists(held) == without_turn_lists(whole)
+    (session,), (every,) = held["sessions"], whole["sessions"]
+    assert session["cost"] is not None and session["errors"] > 0 and len(session["threads"]) > 2
+    assert (session["folded_turns"], len(session["turns"]), every["folded_turns"]) == (5000 - max_turns, max_turns, 0)
+    assert [turn["index"] for turn in session["turns"]] == list(range(5001 - max_turns, 5001))
+    held_indices = {turn["index"] for turn in session["turns"]}
+    for thread, all_of_it in zip(session["threads"], every["threads"], strict=True):
+        assert set(thread["turns"]) <= held_indices and set(thread["turns"]) <= set(all_of_it["turns"])
+        assert thread["folded_turns"] == len(all_of_it["turns"]) - len(thread["turns"])
+        assert all_of_it["folded_turns"] == 0

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ledgers import record
+import pytest
+from ledgers import long_session, record
 
 from cachepin.turns.ledger import Ledger
 from cachepin.views.table import summary_table
@@ -28,3 +29,16 @@ def test_summary_table_of_nothing_shows_na_and_mentions_evictions() -> None:
     record(ledger, "a", 0)
     record(ledger, "b", 0)
     assert "1 older sessions evicted" in summary_table(ledger).splitlines()[-1]
+
+
+@pytest.mark.parametrize("max_turns", [1, 100])
+def test_a_long_session_has_the_same_rows_whatever_it_holds(max_turns: int) -> None:
+    """Its rows sum the turns folded out of memory (max_turns) too."""
+    def table(limit: int) -> str:
+        ledger = long_session(Ledger(expect="warm", max_turns=limit), 5000)
+        ledger.finalize()
+        return summary_table(ledger)
+    held = table(max_turns)
+    assert held == table(0)
+    row = held.splitlines()[2].split()
+    assert row[0] == "long" and int(row[2]) + int(row[4]) == 5000  # successes and errors: every turn of it

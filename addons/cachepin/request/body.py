@@ -8,7 +8,7 @@ instead of the audit parsing the same bytes again.
 
 from __future__ import annotations
 
-import json
+from cachepin.request.json_parse import loads
 
 METADATA_KEY = "cachepin_body"
 """The ``flow.metadata`` key under which the inject addon leaves ``(raw body, parse)`` for the audit."""
@@ -19,7 +19,7 @@ def parse_json_object(data: bytes | None) -> dict | None:
     if not data:
         return None
     try:
-        parsed = json.loads(data)
+        parsed = loads(data)
     except (ValueError, RecursionError):
         return None
     return parsed if isinstance(parsed, dict) else None

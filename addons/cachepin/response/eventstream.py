@@ -30,11 +30,11 @@ next one starts where it says.
 from __future__ import annotations
 
 import binascii
-import json
 import struct
 import zlib
 from collections.abc import Iterator
 
+from cachepin.request.json_parse import loads
 from cachepin.response.sse import EventSink
 
 MAX_HEADERS = 128 * 1024
@@ -229,7 +229,7 @@ class EventStreamScanner:
 
     def _json(self, data: bytes, what: str) -> object:
         try:
-            return json.loads(data)
+            return loads(data)
         except (ValueError, RecursionError):
             self._sink.warn(f"{what} of the AWS event stream is not valid JSON")
             return None

@@ -8,13 +8,13 @@ event-stream scanner for Bedrock's binary streams.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
 from cachepin.request.dialects import Dialect
+from cachepin.request.json_parse import loads
 from cachepin.response.decoding import DecodeError, IncrementalDecoder
 from cachepin.response.eventstream import EventStreamScanner
 from cachepin.response.extract import Extracted, UsageAccumulator, usage_from_json
@@ -68,7 +68,7 @@ def usage_from_body(dialect: Dialect, content_type: str, body: bytes) -> Extract
     if not body.strip():
         return Extracted()
     try:
-        obj = json.loads(body)
+        obj = loads(body)
     except (ValueError, RecursionError):
         kind = content_type.split(";", 1)[0].strip()[:60] or "no content type"
         return Extracted(warning=f"response body is not JSON ({kind})")

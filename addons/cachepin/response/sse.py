@@ -30,8 +30,9 @@ of providers: the sink it feeds (``extract.UsageAccumulator``) does.
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
+
+from cachepin.request.json_parse import loads
 
 MAX_LINE = 8 * 1024 * 1024
 """Longest SSE event kept across pieces, all its lines counted; a longer one is dropped, so memory stays bounded."""
@@ -178,7 +179,7 @@ class SseScanner:
         if not values:
             return  # "event:", "id:" and "retry:" lines, ":" comments
         try:
-            parsed = json.loads(b"\n".join(values))
+            parsed = loads(b"\n".join(values))
         except (ValueError, RecursionError):
             self._sink.warn("an SSE data line holding usage or an error is not valid JSON")
             return

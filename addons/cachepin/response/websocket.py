@@ -30,13 +30,13 @@ ends a response does not grow. A message is parsed only when it can matter
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
 from cachepin.request.dialects import Dialect
+from cachepin.request.json_parse import loads
 from cachepin.response.extract import UNTYPED_ERROR, Extracted, UsageAccumulator
 
 MAX_MESSAGE = 32 * 1024 * 1024
@@ -80,7 +80,7 @@ def _read(content: bytes, wanted: tuple[str, ...], marks: tuple[bytes, ...]) -> 
     if len(content) > MAX_MESSAGE:
         return kind, None, f"a {kind or 'WebSocket'} message of {len(content)} bytes, over {MAX_MESSAGE}, was not read"
     try:
-        parsed = json.loads(content)
+        parsed = loads(content)
     except (ValueError, RecursionError):
         return kind, None, f"a {kind or 'WebSocket'} message is not JSON"
     if not isinstance(parsed, dict):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from cachepin.turns.pricing import Cost
 from cachepin.turns.turn import Turn, Verdict
@@ -49,6 +49,12 @@ class Counts:
             self.uncached += cost.uncached
             self.priced += 1
 
+    def merge(self, other: Counts) -> None:
+        """Adds the sums of ``other``, as if its turns had been added here: how the sums of turns no longer held
+        (``Ledger.max_turns``) join those of the turns still held."""
+        for name in _SUMMED:
+            setattr(self, name, _plus(getattr(self, name), getattr(other, name)))
+
     @property
     def cost(self) -> Cost | None:
         """The summed cost of the priced turns; None when no turn had a price."""
@@ -70,7 +76,44 @@ class Counts:
         return counts
 
 
-def _plus(total: int | None, value: int | None) -> int | None:
+_SUMMED = tuple(summed.name for summed in fields(Counts))  # every field is a sum, so a new one merges too
+
+
+@dataclass(slots=True, kw_only=True)
+class Sums:
+    """What a session or a thread reports of its turns: the successful ones' counts, the judged ones' (after
+    each thread's first: what ``min_hit`` judges), the errors, and how many turns that is."""
+
+    counts: Counts = field(default_factory=Counts)
+    judged: Counts = field(default_factory=Counts)
+    errors: int = 0
+    turns: int = 0
+
+    def add(self, turn: Turn, cost: Cost | None = None) -> None:
+        self.turns += 1
+        if not turn.ok:
+            self.errors += 1
+            return
+        self.counts.add(turn, cost)
+        if not turn.opens:
+            self.judged.add(turn, cost)
+
+    def merge(self, other: Sums) -> None:
+        self.counts.merge(other.counts)
+        self.judged.merge(other.judged)
+        self.errors += other.errors
+        self.turns += other.turns
+
+    @classmethod
+    def of(cls, turns: Iterable[Turn], pricer: Pricer | None = None) -> Sums:
+        """Sums over ``turns``, successful or not; only successful ones are priced."""
+        sums = cls()
+        for turn in turns:
+            sums.add(turn, pricer(turn) if pricer and turn.ok else None)
+        return sums
+
+
+def _plus[N: (int, float)](total: N | None, value: N | None) -> N | None:
     if value is None:
         return total
     return value if total is None else total + value

@@ -9,13 +9,14 @@ so that it can evict old sessions and still report the whole run.
 
 Memory matters because a proxy runs for days: turns are packed (about 270
 bytes each, ``packing``) and sessions slotted, session sums are computed on
-demand instead of stored, and ``max_sessions`` bounds what is held.
+demand instead of stored, ``max_sessions`` bounds the sessions held and
+``max_turns`` the turns each holds (older ones folded into its sums).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from cachepin.request.branches import BRANCH_SOURCE
 from cachepin.request.thread import Position, Thread, model_family
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS, Usage
 from cachepin.turns.agreement import Agreement
-from cachepin.turns.counts import Counts, Pricer
+from cachepin.turns.counts import Counts, Pricer, Sums
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import Expect, Failure, figure_text, short_id, verdict_for, warm_failure
 
@@ -47,11 +48,51 @@ class ThreadState:
 SEVERAL_FAMILIES = ThreadState("", "", None, None)
 """``Session.writer`` once threads on two model families have written."""
 
+ThreadKey = tuple[str, str]  # a thread's id and model family: a cache is per model
+
+
+def _turn_thread(turn: Turn) -> ThreadKey:
+    return turn.thread or "", model_family(turn.cache_key)
+
+
+def _state_thread(state: ThreadState) -> ThreadKey:
+    return state.thread_id, model_family(state.model)
+
+
+@dataclass(slots=True)
+class Folded:
+    """The turns a session no longer holds (``Ledger.max_turns``): how many, their sums by thread (the session's
+    are the sum of those, added up when asked), and the index of the latest that opened a thread
+    (``judge_min_hit`` names it when it is the only one)."""
+
+    turns: int = 0  # what the threads' sums count too, kept so that numbering a turn never adds them up
+    threads: dict[ThreadKey, Sums] = field(default_factory=dict)
+    opened: int | None = None
+
+    def sums(self) -> Sums:
+        sums = Sums()
+        for thread in self.threads.values():
+            sums.merge(thread)
+        return sums
+
+
+class HeldTurns(list[Turn]):
+    """A session's turns once it has dropped older ones, with the sums of those (``folded``): a plain list until
+    then, so that a short session pays nothing for what only long ones need, not even an empty slot (the bench
+    holds a 5-turn session to 2 KB)."""
+
+    __slots__ = ("folded",)
+
+    def __init__(self, turns: Iterable[Turn]) -> None:
+        super().__init__(turns)
+        self.folded = Folded()
+
 
 @dataclass(slots=True)
 class Session:
     """One client session's turns, in one or more threads. Its sums are computed from the turns when
-    asked, not stored: reports are rare, sessions are many."""
+    asked, not stored: reports are rare, sessions are many. A long session's oldest turns are only in its
+    sums (``folded_sums``), no longer in ``turns``."""
 
     session_id: str
     source: str  # how the session id was found (header, body field, ...), as first seen
@@ -65,27 +106,43 @@ class Session:
     # another model family has had one too: what ``switched_model`` asks
     pending: tuple[Failure, ...] = ()  # judged over the whole session at the last finalize()
 
-    def ok_turns(self) -> Iterator[Turn]:
-        return (turn for turn in self.turns if turn.ok)
+    @property
+    def folded_sums(self) -> Folded | None:
+        """The turns dropped from memory (``Ledger.max_turns``), summed; None while every turn is held."""
+        turns = self.turns
+        return turns.folded if isinstance(turns, HeldTurns) else None
 
-    def later_ok_turns(self) -> tuple[list[Turn], list[Turn]]:
-        """The successful turns split into those that opened a thread and the later ones."""
-        firsts: list[Turn] = []
-        later: list[Turn] = []
-        for turn in self.ok_turns():
-            (firsts if turn.opens else later).append(turn)
-        return firsts, later
+    @property
+    def folded(self) -> int:
+        """Turns dropped from memory: in the sums, no longer in ``turns``."""
+        folded = self.folded_sums
+        return 0 if folded is None else folded.turns
+
+    @property
+    def numbered(self) -> int:
+        """Turns numbered so far: before an eviction, folded, held."""
+        return self.earlier_turns + self.folded + len(self.turns)
+
+    def sums(self, pricer: Pricer | None = None) -> Sums:
+        """Sums over every turn since the session was (last) opened, the folded ones included: those were
+        priced as they were folded, with the ledger's pricer (the one to pass for costs)."""
+        sums = Sums.of(self.turns, pricer)
+        folded = self.folded_sums
+        if folded is not None:
+            sums.merge(folded.sums())
+        return sums
 
     def counts(self, pricer: Pricer | None = None) -> Counts:
-        return Counts.of(self.ok_turns(), pricer)
+        return self.sums(pricer).counts
 
     def judged_counts(self) -> Counts:
         """Sums over the turns ``min_hit`` judges: the successful ones after each thread's first."""
-        return Counts.of(self.later_ok_turns()[1])
+        return self.sums().judged
 
     @property
     def errors(self) -> int:
-        return sum(not turn.ok for turn in self.turns)
+        folded = self.folded_sums
+        return sum(not turn.ok for turn in self.turns) + (0 if folded is None else folded.sums().errors)
 
     @property
     def threads(self) -> list[ThreadState]:
@@ -124,12 +181,24 @@ class Session:
         return writer is not None and (writer is SEVERAL_FAMILIES or model_family(writer.model) != family)
 
     def thread_turns(self) -> list[tuple[ThreadState, list[Turn]]]:
-        """Each thread with its turns, in the order the threads appeared."""
-        keys = [(state.thread_id, model_family(state.model)) for state in self.threads]
-        grouped: dict[tuple[str, str], list[Turn]] = {key: [] for key in keys}
+        """Each thread with its turns held, in the order the threads appeared."""
+        keys = [_state_thread(state) for state in self.threads]
+        grouped: dict[ThreadKey, list[Turn]] = {key: [] for key in keys}
         for turn in self.turns:
-            grouped[(turn.thread or "", model_family(turn.cache_key))].append(turn)
+            grouped[_turn_thread(turn)].append(turn)
         return [(state, grouped[key]) for state, key in zip(self.threads, keys, strict=True)]
+
+    def thread_sums(self, pricer: Pricer | None = None) -> list[tuple[ThreadState, list[Turn], Sums]]:
+        """Each thread with its turns held and its sums, folded turns included (``sums``)."""
+        folded = self.folded_sums
+        out = []
+        for state, turns in self.thread_turns():
+            sums = Sums.of(turns, pricer)
+            earlier = None if folded is None else folded.threads.get(_state_thread(state))
+            if earlier is not None:
+                sums.merge(earlier)
+            out.append((state, turns, sums))
+        return out
 
 
 def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None]) -> dict[str, Any]:
@@ -147,16 +216,19 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
     a session with no later turn is not judged. The comparison is in integers,
     so a ratio exactly at the threshold passes.
     """
-    firsts, later_turns = session.later_ok_turns()
-    if min_hit <= 0 or not later_turns:
+    if min_hit <= 0:
         return None
-    counts = Counts.of(later_turns)
+    sums = session.sums()
+    counts = sums.judged
+    later = counts.requests
+    if not later:
+        return None
     read = counts.cache_read_input_tokens
-    later = len(later_turns)
-    if len(firsts) == 1:
-        after = f"turn {firsts[0].index}"
+    firsts = sums.counts.requests - later
+    if firsts == 1:
+        after = f"turn {_opening_turn(session)}"
     elif firsts:
-        after = f"the first turn of each of {len(firsts)} threads"
+        after = f"the first turn of each of {firsts} threads"
     else:
         after = "no first turn (every turn continued a conversation)"
     where = f"after {after} ({later} later turn{'s' * (later != 1)})"
@@ -177,11 +249,20 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
     return Failure(session.session_id, None, message)
 
 
+def _opening_turn(session: Session) -> int | None:
+    """The index of the latest successful turn that opened a thread, held or folded."""
+    folded = session.folded_sums
+    held = next((turn.index for turn in reversed(session.turns) if turn.opens), None)
+    return held if held is not None or folded is None else folded.opened
+
+
 def judge_evidence(session: Session) -> Failure | None:
     """A session none of whose turns succeeded proves nothing about the cache: under an expectation it fails."""
-    if not session.turns or any(turn.ok for turn in session.turns):
+    folded = session.folded_sums
+    if (not session.turns or any(turn.ok for turn in session.turns)
+            or (folded is not None and folded.sums().counts.requests)):
         return None
-    errors = len(session.turns)
+    errors = session.errors
     return Failure(session.session_id, None, f"session {short_id(session.session_id)}: no successful response "
                                              f"({errors} error turn{'s' * (errors != 1)})")
 
@@ -193,14 +274,16 @@ class Ledger:
     """
 
     def __init__(self, expect: str = "off", min_hit: int = 0, max_sessions: int = 0,
-                 pricer: Pricer | None = None) -> None:
+                 pricer: Pricer | None = None, max_turns: int = 0) -> None:
         if not 0 <= min_hit <= 100:
             raise ValueError(f"min_hit must be a percentage 0..100, not {min_hit}")
-        if max_sessions < 0:
-            raise ValueError(f"max_sessions must be >= 0 (0 = unlimited), not {max_sessions}")
+        for name, limit in (("max_sessions", max_sessions), ("max_turns", max_turns)):
+            if limit < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = unlimited), not {limit}")
         self.expect = Expect(expect)
         self.min_hit = min_hit
         self.max_sessions = max_sessions
+        self.max_turns = max_turns  # turns a session holds; older ones are folded into its sums (``_fold_oldest``)
         self.pricer = pricer  # prices each turn as it is added, so totals keep evicted sessions' cost
         self.reset()
 
@@ -257,6 +340,11 @@ class Ledger:
         for failure in self.failures:
             grouped.setdefault(failure.session_id, []).append(failure.message)
         return grouped
+
+    def thread_state(self, session_id: str, turn: Turn) -> ThreadState | None:
+        """The thread a turn of a session held in memory was recorded in (its source and parent)."""
+        session = self._sessions.get(session_id)
+        return None if session is None else session.thread(turn.thread or "", model_family(turn.cache_key))
 
     @property
     def ok(self) -> bool:
@@ -316,7 +404,7 @@ class Ledger:
         first = state.ok_turns == 0 and (position is not Position.CONTINUATION or session.switched_model(family)
                                          or thread.source == BRANCH_SOURCE)
         turn = Turn(
-            index=session.earlier_turns + len(session.turns) + 1,
+            index=session.numbered + 1,
             flow_id=flow_id,
             started_at=started_at,
             status=status,
@@ -346,6 +434,8 @@ class Ledger:
                 failure = warm_failure(session_id, turn, state.source != "model")
                 self._failures.append(failure)
                 new.append(failure.message)
+        while self.max_turns and len(session.turns) > self.max_turns:  # more than one after max_turns was lowered
+            self._fold_oldest(session)
         return turn, new
 
     def finalize(self) -> list[str]:
@@ -398,14 +488,35 @@ class Ledger:
         """
         _, session = self._sessions.popitem(last=False)
         self.evicted += 1
-        self._evicted[hash(session.session_id)] = session.seq << 32 | min(session.earlier_turns + len(session.turns),
-                                                                     0xFFFF_FFFF)
+        self._evicted[hash(session.session_id)] = session.seq << 32 | min(session.numbered, 0xFFFF_FFFF)
         while len(self._evicted) > EVICTED_MEMORY * self.max_sessions:
             self._evicted.popitem(last=False)
         judged = self._judge(session)
         self._failures += judged
         known = {failure.message for failure in session.pending}
         return [failure.message for failure in judged if failure.message not in known]
+
+    def _fold_oldest(self, session: Session) -> None:
+        """Drops the session's oldest turn from memory into the folded sums of its thread (``max_turns``).
+
+        It is summed as the outputs sum the turns held (counts, judged counts,
+        errors; priced, as the totals are) so that every sum and judgement
+        stays what it would be with the turn held; the events file has it whole.
+        """
+        turns = session.turns
+        if not isinstance(turns, HeldTurns):
+            turns = session.turns = HeldTurns(turns)
+        turn = turns.pop(0)
+        price = self.pricer(turn) if self.pricer and turn.ok else None
+        folded = turns.folded
+        folded.turns += 1
+        key = _turn_thread(turn)
+        thread = folded.threads.get(key)
+        if thread is None:
+            thread = folded.threads[key] = Sums()
+        thread.add(turn, price)
+        if turn.opens:
+            folded.opened = turn.index
 
     def _shared(self, name: str | None) -> str | None:
         """One string object per model/provider name instead of one per turn (~70 bytes each).

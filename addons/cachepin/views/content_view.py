@@ -9,10 +9,46 @@ event; the proxy's hot path never calls it.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.readers import is_event_stream, usage_from_body
 from cachepin.response.usage import COUNT_FIELDS, SPLIT_FIELDS
+from cachepin.turns.pricing import Cost
+from cachepin.turns.turn import Turn
+
+TURN_KEY = "cachepin_turn"
+"""``flow.metadata`` key of the turn a response made (``turn_facts``), saved with the flow by ``-w``. (A
+response streamed through without ``store_streamed_bodies`` has no body, and mitmproxy shows no content view
+for it at all: its comment says the same.)"""
+
+
+def turn_facts(session_id: str, turn: Turn, cost: Cost | None) -> dict[str, object]:
+    """What the view shows of a flow's turn, as plain JSON values (flow metadata is saved with the flow)."""
+    facts: dict[str, object] = {"session_id": session_id, "turn": turn.index, "verdict": turn.verdict.value,
+                                "thread": turn.thread, "provider": turn.provider, "model": turn.model,
+                                **{name: getattr(turn, name) for name in COUNT_FIELDS}}
+    if turn.miss is not None:
+        facts["reason"] = f"{turn.miss.reason.value} ({turn.miss.detail})"
+    if turn.provider_diagnosis is not None:
+        facts["provider_reason"] = turn.provider_diagnosis.reason
+    if cost is not None:
+        facts["cost_usd"] = cost.as_dict()
+    return facts
+
+
+def _turn_lines(facts: Mapping[str, object]) -> list[str]:
+    """The audit's side of the figures: verdict, turn, thread, session, reason and cost."""
+    names = ("verdict", "turn", "thread", "session_id", "reason", "provider_reason")
+    lines = [f"{name}: {_value(facts[name])}" for name in names if name in facts]
+    cost = facts.get("cost_usd")
+    if isinstance(cost, dict):
+        lines += ["cost_usd:", *(f"  {basis}: {value}" for basis, value in cost.items())]
+    return lines
+
+
+def _value(value: object) -> str:
+    return "n/a" if value is None else json.dumps(value) if isinstance(value, str) and "\n" in value else str(value)
 
 
 def _event_text(event: object) -> str:
@@ -47,8 +83,9 @@ def stream_text(body: bytes) -> str:
     return "".join(pieces)
 
 
-def render(dialect: Dialect, content_type: str, body: bytes) -> str:
-    """A YAML-ish summary: provider, model, the four counts (``n/a`` when not reported), problems."""
+def render(dialect: Dialect, content_type: str, body: bytes, facts: Mapping[str, object] | None = None) -> str:
+    """A YAML-ish summary: provider, model, the four counts (``n/a`` when not reported), problems, and the turn
+    the audit made of it (``facts``), before a stream's text."""
     extracted = usage_from_body(dialect, content_type, body)
     usage = extracted.usage
     lines = [f"dialect: {dialect.value}"]
@@ -63,6 +100,8 @@ def render(dialect: Dialect, content_type: str, body: bytes) -> str:
         lines.append(f"error: {extracted.error}")
     if extracted.warning:
         lines.append(f"warning: {extracted.warning}")
+    if facts:
+        lines += _turn_lines(facts)
     if is_event_stream(content_type):
         lines += ["text: |", *("  " + line for line in stream_text(body).splitlines() or [""])]
     return "\n".join(lines) + "\n"

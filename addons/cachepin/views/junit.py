@@ -6,7 +6,6 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 
-from cachepin.turns.counts import Counts
 from cachepin.turns.ledger import Ledger, Session
 
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -24,12 +23,9 @@ _CASES = "(the test cases)"  # stands in for them while the frame around them is
 def _properties(case: ET.Element, session: Session) -> None:
     """Both hit ratios of the session and of each of its threads, the judged one named as min_hit judges it."""
     properties = ET.SubElement(case, "properties")
-    rows = [("", session.counts(), session.judged_counts())]
-    for thread, turns in session.thread_turns():
-        ok = [turn for turn in turns if turn.ok]
-        rows.append((f"thread {thread.thread_id} ", Counts.of(ok), Counts.of(turn for turn in ok if not turn.opens)))
-    for prefix, counts, judged in rows:
-        for name, ratio in (("hit_ratio", counts.hit_ratio), ("judged_hit_ratio", judged.hit_ratio)):
+    rows = [("", session.sums())] + [(f"thread {thread.thread_id} ", sums) for thread, _, sums in session.thread_sums()]
+    for prefix, sums in rows:
+        for name, ratio in (("hit_ratio", sums.counts.hit_ratio), ("judged_hit_ratio", sums.judged.hit_ratio)):
             value = "n/a" if ratio is None else f"{ratio:.4f}"
             ET.SubElement(properties, "property", name=_xml_text(prefix + name), value=value)
 

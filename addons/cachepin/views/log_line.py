@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import re
 
-from cachepin.response.extract import ERROR_TYPE
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import short_id
-from cachepin.views.text import token
+from cachepin.views.text import error_kind, token
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _error_kind(error: str | None) -> str | None:
-    """The turn's error when it is a type (``extract`` keeps nothing else of a provider's error), None for
-    anything else: mitmproxy's message of a broken connection, which is a sentence, is no type."""
-    return error if error is not None and ERROR_TYPE.fullmatch(error) else None
 
 
 def turn_log_line(session_id: str, turn: Turn) -> str:
@@ -37,7 +30,7 @@ def turn_log_line(session_id: str, turn: Turn) -> str:
         parts.append(f"ttft_ms={turn.ttft_ms:.0f}")
     if turn.verdict is Verdict.ERROR:
         parts.append(f"status={turn.status}")
-        kind = _error_kind(turn.error)
+        kind = error_kind(turn.error)
         if kind:
             parts.append(f"error={kind}")
     if turn.provider_diagnosis is not None:

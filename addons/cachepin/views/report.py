@@ -1,4 +1,4 @@
-"""The JSON report and the event lines: the ledger as JSON, for CI and other programs.
+"""The JSON report: the ledger as JSON, for CI and other programs (the event lines: ``events``).
 
 Pure functions over the ledger (``files`` writes them); the report comes in
 pieces, so that it is never whole in memory. Only counts, ids, models and
@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from cachepin.response.usage import COUNT_FIELDS
 from cachepin.turns.agreement import compare
-from cachepin.turns.counts import Counts, Pricer
+from cachepin.turns.counts import Counts, Pricer, Sums
 from cachepin.turns.ledger import Ledger, Session
 from cachepin.turns.pricing import Cost
 from cachepin.turns.turn import Turn
@@ -67,32 +67,34 @@ def turn_dict(turn: Turn, pricer: Pricer | None = None) -> dict[str, object]:
     return out
 
 
-def _sums(turns: list[Turn], pricer: Pricer | None, judged: Counts) -> dict[str, object]:
-    """What a session and a thread report of their turns: counts, both hit ratios, errors, cost."""
-    counts = Counts.of((turn for turn in turns if turn.ok), pricer)
+def _sums(sums: Sums) -> dict[str, object]:
+    """What a session and a thread report of their turns, folded ones included: counts, both hit ratios,
+    errors, cost."""
+    counts = sums.counts
     return {
         "requests": counts.requests,
         **_counts(counts),
-        "errors": sum(not turn.ok for turn in turns),
+        "errors": sums.errors,
         "hit_ratio": _ratio(counts.hit_ratio),
-        "judged_hit_ratio": _ratio(judged.hit_ratio),
+        "judged_hit_ratio": _ratio(sums.judged.hit_ratio),
         "cost": _cost(counts.cost),
     }
 
 
-def _session_dict(session: Session, pricer: Pricer | None, failures: list[str]) -> dict[str, object]:
+def session_dict(session: Session, pricer: Pricer | None, failures: list[str]) -> dict[str, object]:
+    """The session's sums cover its folded turns too (``Ledger.max_turns``); its lists, the turns it holds."""
     threads = []
-    for thread, turns in session.thread_turns():
-        judged = Counts.of(turn for turn in turns if turn.ok and not turn.opens)
+    for thread, turns, sums in session.thread_sums(pricer):
         threads.append({"thread_id": thread.thread_id, "source": thread.source, "parent": thread.parent,
-                        "model": thread.model, **_sums(turns, pricer, judged),
+                        "model": thread.model, **_sums(sums), "folded_turns": sums.turns - len(turns),
                         "turns": [turn.index for turn in turns]})
     return {
         "session_id": session.session_id,
         "source": session.source,
-        **_sums(session.turns, pricer, session.judged_counts()),
+        **_sums(session.sums(pricer)),
         "failures": failures,
         "threads": threads,
+        "folded_turns": session.folded,
         "turns": [turn_dict(turn, pricer) for turn in session.turns],
     }
 
@@ -119,7 +121,7 @@ def report_json(ledger: Ledger, about: Mapping[str, object] | None = None) -> It
                    "sessions": ledger.seen,
                    "evicted_sessions": ledger.evicted,
                    **({"diagnostics": ledger.diagnoses.as_dict()} if ledger.diagnoses else {})},
-        "sessions": (_session_dict(session, ledger.pricer, messages.get(session.session_id, []))
+        "sessions": (session_dict(session, ledger.pricer, messages.get(session.session_id, []))
                      for session in ledger.sessions),
         "failures": _failures(ledger),
     })
@@ -157,9 +159,3 @@ def _nested(value: object, level: int) -> str:
     """``value`` as json.dumps(indent=2) writes it ``level`` containers deep."""
     return json.dumps(value, indent=2).replace("\n", "\n" + "  " * level)
 
-
-def event_line(session_id: str, source: str, turn: Turn, pricer: Pricer | None = None) -> str:
-    """One JSON line for the cache_events file; json.dumps escapes newlines, so it is one line."""
-    return json.dumps(
-        {"session_id": session_id, "source": source, "turn": turn_dict(turn, pricer)}, separators=(",", ":")
-    )

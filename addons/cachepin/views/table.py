@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cachepin.turns.counts import Counts
+from cachepin.turns.counts import Sums
 from cachepin.turns.ledger import Ledger, Session
 from cachepin.turns.verdicts import short_id
 from cachepin.views.text import percent, token
@@ -13,29 +13,27 @@ _TABLE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens", "inpu
 _LEFT_ALIGNED = {0, 1, len(_TABLE_HEADER) - 1}
 
 
-def _table_row(name: str, source: str, counts: Counts, errors: int, judged: Counts, status: str) -> list[str]:
+def _table_row(name: str, source: str, sums: Sums, status: str) -> list[str]:
+    counts = sums.counts
     return [
         name,
         token(source),
         str(counts.requests),
         f"{counts.hits}/{counts.misses}",
-        str(errors),
+        str(sums.errors),
         *(token(getattr(counts, field)) for field in _TABLE_FIELDS),
         percent(counts.hit_ratio),
-        percent(judged.hit_ratio),
+        percent(sums.judged.hit_ratio),
         status,
     ]
 
 
 def _rows(session: Session, failed: bool) -> list[list[str]]:
-    """The session's row, then one per thread when it has several."""
-    rows = [_table_row(token(short_id(session.session_id)), session.source, session.counts(), session.errors,
-                       session.judged_counts(), "FAIL" if failed else "ok")]
-    threads = session.thread_turns()
-    for thread, turns in threads if len(threads) > 1 else []:
-        ok = [turn for turn in turns if turn.ok]
-        rows.append(_table_row("  thread " + token(short_id(thread.thread_id)), thread.source, Counts.of(ok),
-                               len(turns) - len(ok), Counts.of(turn for turn in ok if not turn.opens), ""))
+    """The session's row, then one per thread when it has several; folded turns included (``Ledger.max_turns``)."""
+    rows = [_table_row(token(short_id(session.session_id)), session.source, session.sums(), "FAIL" if failed else "ok")]
+    threads = session.thread_sums()
+    for thread, _, sums in threads if len(threads) > 1 else []:
+        rows.append(_table_row("  thread " + token(short_id(thread.thread_id)), thread.source, sums, ""))
     return rows
 
 
@@ -48,7 +46,8 @@ def summary_table(ledger: Ledger) -> str:
     """
     messages = ledger.failure_messages()
     rows = [row for session in ledger.sessions for row in _rows(session, session.session_id in messages)]
-    total = _table_row("TOTAL", "", ledger.totals, ledger.errors, ledger.judged, "ok" if ledger.ok else "FAIL")
+    total = _table_row("TOTAL", "", Sums(counts=ledger.totals, judged=ledger.judged, errors=ledger.errors),
+                       "ok" if ledger.ok else "FAIL")
     widths = [max(len(row[i]) for row in (_TABLE_HEADER, *rows, total)) for i in range(len(_TABLE_HEADER))]
 
     def line(cells: list[str]) -> str:

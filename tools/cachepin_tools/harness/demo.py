@@ -57,8 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--event-delay", type=float, default=0.0, metavar="SECONDS",
         help="the simulator's pause between streamed events, to watch streams trickle (default: %(default)s)")
     add("--out", type=Path, metavar="DIR",
-        help="keep both runs' JSON reports there (without-affinity.json, with-affinity.json); "
-             "default: a temporary folder, removed at the end")
+        help="keep both runs' JSON and HTML reports there (without-affinity.json, with-affinity.json, and the "
+             ".html of each: open them in a browser); default: a temporary folder, removed at the end")
     add("--verbose", action="store_true",
         help="also print each mitmdump's log: the audit's line per turn (with reason=...) and its table")
     return parser
@@ -82,10 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for number, (name, addons, inject) in enumerate(RUNS, 1):
             print(f"\nrun {number}/{len(RUNS)}: {name} (mitmdump with {addons}), fresh simulator", flush=True)
             report = (args.out or Path(temp)) / _report_name(name)
+            html = {"cache_html": str(report.with_suffix(".html"))} if args.out else {}
+            options = {**SIMULATOR_AUDIT_OPTIONS, **html}
             try:
                 with start_simulator(args.event_delay) as simulator:
                     passes.append(run_pass(Target(simulator.url), plan, inject=inject, report=report,
-                                           confdir=Path(temp), api_key=DEMO_KEY, options=SIMULATOR_AUDIT_OPTIONS))
+                                           confdir=Path(temp), api_key=DEMO_KEY, options=options))
             except RunError as error:
                 fail(str(error))
             if args.verbose:
@@ -98,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nAffinity: later turns hit {_later(before)} -> {_later(after)}, hit ratio {percent(before.hit_ratio)} "
           f"-> {percent(after.hit_ratio)}, saved by the cache {_saving(before)} -> {_saving(after)}.")
     if args.out is not None:
-        print(f"Reports: {', '.join(str(args.out / _report_name(name)) for name, _, _ in RUNS)}")
+        names = [args.out / _report_name(name) for name, _, _ in RUNS]
+        print(f"Reports: {', '.join(f'{path} ({path.with_suffix('.html').name})' for path in names)}")
     print(f"Demo finished in {time.monotonic() - started:.1f} s; every process it started is stopped.")
     return 0
 
