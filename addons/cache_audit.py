@@ -30,6 +30,8 @@ from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
 from cachepin.request.body_edit import coding_round_trips
 from cachepin.request.dialects import Dialect, dialect_for, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
+from cachepin.request.session import from_headers
+from cachepin.request.tee import RequestTee, may_stream, settle
 from cachepin.response.extract import Extracted
 from cachepin.response.readers import (
     StreamTap,
@@ -126,6 +128,19 @@ class CacheAudit:
         flow.metadata.pop(TURN_KEY, None)
         if flow.live:
             flow.metadata.pop(READING_KEY, None)
+        self._stream_request(flow)
+
+    def _stream_request(self, flow: http.HTTPFlow) -> None:
+        """A request whose headers name its session need not wait for its body (``request/tee.py``): the inject
+        addon, when loaded, decides that; the audit alone decides for itself. ``cache_diagnostics`` edits the
+        body before it leaves, so it takes the decision back."""
+        request = flow.request
+        if isinstance(request.stream, RequestTee) and ctx.options.cache_diagnostics:
+            request.stream = False
+        elif (request.stream is False and flow.live and "affinity_headers" not in ctx.options
+              and not ctx.options.cache_diagnostics and _dialect(flow) is not None and may_stream(_option)
+              and from_headers(request.headers).session_id is not None):
+            request.stream = RequestTee()
 
     def request(self, flow: http.HTTPFlow) -> None:
         """Read the request once it has gone upstream, while the provider works on it.
@@ -140,6 +155,7 @@ class CacheAudit:
         inject addon's parse of the body is reused. With ``cache_diagnostics``
         the request is read at once instead: its body is edited before it leaves.
         """
+        settle(flow.request)  # a body streamed by the tee is the request's content again
         dialect = _dialect(flow)
         if dialect is None or flow.intercepted:  # an intercepted request may still be edited: read it later
             return
@@ -555,6 +571,11 @@ def _exact_content(request: http.Request) -> bytes | None:
         return None
     coding = request.headers.get("content-encoding", "")
     return raw if raw is not None and coding_round_trips(coding, request.raw_content or b"") else None
+
+
+def _option(name: str) -> object:
+    """An option's value, None for one no loaded addon declares (``tee.may_stream`` asks about mitmproxy's)."""
+    return getattr(ctx.options, name, None)
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

@@ -25,6 +25,7 @@ from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
+from cachepin.request.tee import RequestTee, may_stream, settle
 from cachepin.response.readers import StreamTap, usage_from_body
 from cachepin.views.flow_comment import inject_note
 
@@ -89,6 +90,8 @@ class Inject:
         resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
         if resolution.session_id is not None:
             self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
+            if flow.request.stream is False and not self._edits_body(flow) and may_stream(_option):
+                flow.request.stream = RequestTee()  # nothing here needs the body before it leaves
             if flow.request.stream:  # no request hook will read the body: say it now
                 _warn(flow.metadata["cachepin"].pop("rejected", []))
         elif flow.request.stream:
@@ -101,6 +104,7 @@ class Inject:
 
     def request(self, flow: http.HTTPFlow) -> None:
         """Pin from the body when the headers were not enough, and add prompt_cache_key if asked."""
+        settle(flow.request)  # a body streamed by the tee is the request's content again
         if not flow.live or flow.request.stream or not self.in_scope(flow):
             return
         dialect = dialect_for(flow.request.method, flow.request.path)
@@ -119,6 +123,11 @@ class Inject:
         if ctx.options.affinity_prompt_cache_key and dialect in (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES):
             problems += self._add_prompt_cache_key(flow, body)
         _warn(problems)  # one line per flow, whatever went wrong
+
+    def _edits_body(self, flow: http.HTTPFlow) -> bool:
+        """``affinity_prompt_cache_key`` adds a member to the body of an OpenAI request: it must wait for it."""
+        return ctx.options.affinity_prompt_cache_key and dialect_for(flow.request.method, flow.request.path) in (
+            Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES)
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Learns the id of a pinned Responses response, for the request that continues it."""
@@ -240,6 +249,11 @@ def _rejected(sources: tuple[str, ...]) -> list[str]:
     if not sources:
         return []
     return [f"ignored the session id in {', '.join(sources)}: not 1-256 printable ASCII characters without spaces"]
+
+
+def _option(name: str) -> object:
+    """An option's value, None for one no loaded addon declares (``tee.may_stream`` asks about mitmproxy's)."""
+    return getattr(ctx.options, name, None)
 
 
 def _warn(problems: list[str]) -> None:

@@ -171,6 +171,13 @@ SALT = Option("affinity_salt", str, "",
               "cachepin-salt), so ids survive restarts. Replicas that must agree on ids set the same secret.", salt)
 """Declared by both addons (mitmproxy accepts an option declared twice alike): each derives ids on its own."""
 
+STREAM = Option("affinity_stream_requests", bool, True,
+                "Stream an LLM request's body upstream as it arrives when its headers name the session and no "
+                "edit needs the body first (prompt_cache_key, cache_diagnostics), keeping a copy: the flow holds "
+                "the body as if buffered. Never while intercepting, with modify_body, map_local or map_remote. "
+                "Turn off for a script of yours that edits request bodies in its request hook.")
+"""Declared by both addons: whichever streams a request keeps its copy."""
+
 INJECT = (
     Option("affinity_scope", str, "",
            "Filter expression selecting the flows to pin. Empty: POSTs to known LLM API paths "
@@ -187,6 +194,7 @@ INJECT = (
     Option("affinity_prompt_cache_key", bool, False,
            "Add prompt_cache_key (the session id) to OpenAI-style JSON bodies that lack it."),
     SALT,
+    STREAM,
 )
 """The inject addon's options (``affinity_scope`` and ``affinity_exclude`` are mitmproxy filters, which the
 addon parses itself)."""
@@ -240,6 +248,7 @@ AUDIT = (
            "Minimum cacheable prefix per model as MODEL=TOKENS (MODEL may end in *), overriding the built-in "
            "table when explaining misses.", minimums),
     SALT,
+    STREAM,
 )
 """The audit addon's options."""
 

@@ -94,9 +94,11 @@ def test_checks_given_by_the_addon_replace_the_declared_ones() -> None:
 
 
 def test_every_declared_option_is_prefixed_by_its_addon() -> None:
-    """But the salt, which both addons declare alike: both derive ids from prompt text, with the same key."""
+    """But the salt and request streaming, which both addons declare alike: both derive ids from prompt text, with
+    the same key, and either may stream a request."""
     assert all(option.name.startswith("affinity_") for option in options.INJECT)
-    assert all(option.name.startswith("cache_") for option in options.AUDIT if option is not options.SALT)
+    shared = (options.SALT, options.STREAM)
+    assert all(option.name.startswith("cache_") for option in options.AUDIT if option not in shared)
     assert options.SALT in options.INJECT and options.SALT in options.AUDIT
 
 

@@ -1,0 +1,72 @@
+"""A request body streamed upstream as it arrives, with a copy kept for the addons that read it afterwards.
+
+mitmproxy holds a request until its whole body has arrived, unless it is
+streamed (``request.stream``). When the headers already name the session, the
+body is needed before forwarding only for an edit (``prompt_cache_key``,
+``cache_diagnostics``), so cachepin streams it like ``stream_large_bodies``
+would and keeps the copy: once the body has passed, the flow holds it as if
+it had been buffered (the audit reads it, ``-w`` saves it, mitmweb shows it),
+but no byte waited for the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class _Data(Protocol):
+    content: bytes | None
+
+
+class _Request(Protocol):
+    """What ``settle`` needs of a mitmproxy request (this package never imports mitmproxy)."""
+
+    @property
+    def stream(self) -> object: ...
+
+    @property
+    def data(self) -> _Data: ...
+
+
+class RequestTee:
+    """``request.stream``: each chunk goes upstream unchanged, and is kept."""
+
+    __slots__ = ("_chunks", "ended")
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self.ended = False  # the body's end passed (mitmproxy calls the stream with b"")
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if chunk:
+            self._chunks.append(chunk)
+        else:
+            self.ended = True
+        return chunk
+
+    def body(self) -> bytes:
+        """The body as it went upstream, in one piece (joined once)."""
+        if len(self._chunks) != 1:
+            self._chunks = [b"".join(self._chunks)]
+        return self._chunks[0]
+
+
+def settle(request: _Request) -> None:
+    """In the ``request`` hook, which mitmproxy calls once a streamed body has passed: the body the tee kept
+    becomes the request's content, as buffering would have left it (raw, in the client's coding)."""
+    tee = request.stream
+    if isinstance(tee, RequestTee) and tee.ended and request.data.content is None:
+        request.data.content = tee.body()
+
+
+BODY_EDITORS = ("modify_body", "map_local", "map_remote")
+"""mitmproxy's options whose addons change a request in its ``request`` hook, once the body is in: a streamed
+request has left by then (its headers too, and its upstream is chosen)."""
+
+
+def may_stream(option: Callable[[str], object]) -> bool:
+    """``affinity_stream_requests`` is on and nothing else wants the request before it leaves: no intercept (its
+    edits must reach upstream) and no body editor. ``option`` reads an option, None for one not declared."""
+    return (bool(option("affinity_stream_requests")) and not option("intercept_active")
+            and not any(option(name) for name in BODY_EDITORS))

@@ -1,0 +1,53 @@
+"""The request tee: chunks pass unchanged and are kept; the body becomes the request's content once it passed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from cachepin.request.tee import BODY_EDITORS, RequestTee, may_stream, settle
+
+
+def request(stream: object, content: bytes | None = None) -> SimpleNamespace:
+    return SimpleNamespace(stream=stream, data=SimpleNamespace(content=content))
+
+
+@pytest.mark.parametrize("chunks", [[], [b"{}"], [b'{"a"', b": ", b"1}"], [b"x" * 100_000] * 5])
+def test_chunks_pass_unchanged_and_the_body_is_kept(chunks: list[bytes]) -> None:
+    tee = RequestTee()
+    assert [tee(chunk) for chunk in chunks] == chunks
+    assert not tee.ended
+    assert tee(b"") == b"" and tee.ended
+    flow_request = request(tee)
+    settle(flow_request)
+    assert flow_request.data.content == b"".join(chunks)
+    assert tee.body() is flow_request.data.content  # joined once, held once
+
+
+@pytest.mark.parametrize("stream, ended, content, expected", [
+    (False, True, None, None),  # not streamed by the tee: nothing to settle
+    (True, True, None, None),  # streamed by stream_large_bodies: mitmproxy keeps no body, nor does cachepin
+    ("tee", False, None, None),  # not ended (the request hook of a stream that broke does not run; be safe)
+    ("tee", True, b"stored", b"stored"),  # store_streamed_bodies kept it already
+])
+def test_only_an_ended_tee_settles_a_request_without_content(stream: object, ended: bool, content: bytes | None,
+                                                            expected: bytes | None) -> None:
+    tee = RequestTee()
+    tee(b"body")
+    if ended:
+        tee(b"")
+    flow_request = request(tee if stream == "tee" else stream, content)
+    settle(flow_request)
+    assert flow_request.data.content == expected
+
+
+@pytest.mark.parametrize("options, streams", [
+    ({"affinity_stream_requests": True}, True),
+    ({"affinity_stream_requests": False}, False),
+    ({"affinity_stream_requests": True, "intercept_active": True}, False),
+    *(({"affinity_stream_requests": True, name: ["|/x|y"]}, False) for name in BODY_EDITORS),
+    ({"affinity_stream_requests": True, "modify_body": []}, True),
+])
+def test_streaming_waits_for_nobody(options: dict[str, object], streams: bool) -> None:
+    assert may_stream(options.get) is streams
