@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import signal
 import sys
 import time
@@ -308,6 +309,9 @@ class CacheAudit:
         """``cache_resume``: the turns of the events file this run appends to, read back before any flow."""
         path = ctx.options.cache_events
         problems: list[str] = []
+        if os.path.exists(path) and not os.path.isfile(path):  # a pipe or a device: reading it would wait, or eat
+            logger.error("cachepin audit: cache_resume: cache_events %s is not a regular file; nothing resumed", path)
+            return
         try:
             turns = self.audit.resume(merged([path], problems))
         except FileNotFoundError:

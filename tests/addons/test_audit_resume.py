@@ -93,3 +93,11 @@ async def test_the_reports_are_rewritten_every_interval(addon: CacheAudit, tmp_p
         assert json.loads(report.read_text())["totals"]["requests"] == 2
         tctx.configure(addon, cache_report_interval=0)  # off again: no task left
         assert addon.reporter is None
+
+
+def test_resume_reads_no_pipe_or_device(addon: CacheAudit, caplog) -> None:
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cache_events="/dev/null", cache_resume=True)
+        tctx.master.addons.invoke_addon_sync(addon, hooks.RunningHook())
+    assert "cache_resume: cache_events /dev/null is not a regular file; nothing resumed" in caplog.text
+    assert addon.audit.resumed is False
