@@ -138,8 +138,8 @@ class CacheAudit:
         request = flow.request
         if isinstance(request.stream, RequestTee) and ctx.options.cache_diagnostics:
             request.stream = False
-        elif (request.stream is False and flow.live and "affinity_headers" not in ctx.options
-              and not ctx.options.cache_diagnostics and _dialect(flow) is not None and may_stream(_option)
+        elif (request.stream is False and flow.live and not flow.is_replay and "affinity_headers" not in ctx.options
+              and _dialect(flow) is not None and may_stream(_option)
               and from_headers(request.headers).session_id is not None):
             request.stream = RequestTee()
 
@@ -336,9 +336,12 @@ class CacheAudit:
     async def _report_every(self, seconds: int) -> None:
         while True:
             await asyncio.sleep(seconds)
-            for message in self.ledger.finalize():
-                logger.error("cachepin audit FAILED: %s", message)
-            self._write_reports()
+            try:
+                for message in self.ledger.finalize():
+                    logger.error("cachepin audit FAILED: %s", message)
+                self._write_reports()
+            except Exception:  # a bug must not end the rewrites silently: said, and tried again next time
+                logger.exception("cachepin audit: cache_report_interval: the reports could not be rewritten")
 
     def _settle_in_flight(self) -> None:
         """Records the responses still running as error turns (or complete ones, if their final usage was read).

@@ -90,7 +90,8 @@ class Inject:
         resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
         if resolution.session_id is not None:
             self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
-            if flow.request.stream is False and not self._edits_body(flow) and may_stream(_option):
+            if (flow.request.stream is False and not flow.is_replay and not self._edits_body(flow)
+                    and may_stream(_option)):
                 flow.request.stream = RequestTee()  # nothing here needs the body before it leaves
             if flow.request.stream:  # no request hook will read the body: say it now
                 _warn(flow.metadata["cachepin"].pop("rejected", []))

@@ -174,8 +174,10 @@ SALT = Option("affinity_salt", str, "",
 STREAM = Option("affinity_stream_requests", bool, True,
                 "Stream an LLM request's body upstream as it arrives when its headers name the session and no "
                 "edit needs the body first (prompt_cache_key, cache_diagnostics), keeping a copy: the flow holds "
-                "the body as if buffered. Never while intercepting, with modify_body, map_local or map_remote. "
-                "Turn off for a script of yours that edits request bodies in its request hook.")
+                "the body as if buffered. Headers and body leave before any request hook, so never while one of "
+                "mitmproxy's own addons acts there (intercept, modify_body, map_local, map_remote, server_replay, "
+                "block_list, stickyauth, stickycookie, anticache, anticomp, body_size_limit). Turn off for a "
+                "script of yours that edits requests in its request hook.")
 """Declared by both addons: whichever streams a request keeps its copy."""
 
 INJECT = (

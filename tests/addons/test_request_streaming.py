@@ -115,3 +115,26 @@ async def test_a_streamed_body_is_the_flows_content_again_and_audited(addons: tu
     (session,) = audit.ledger.sessions
     (turn,) = session.turns
     assert session.session_id == "s-1" and turn.position == "start" and turn.thread.startswith("ln_")
+
+
+@pytest.mark.parametrize("option", [{"cache_diagnostics": True}, {"affinity_stream_requests": False}])
+async def test_the_audit_loaded_first_still_keeps_the_body_for_its_edit(addons: tuple[Inject, CacheAudit],
+                                                                        option: dict[str, object]) -> None:
+    """``-s cache_audit.py -s inject.py``: the audit's hook runs first, so inject must ask about the edit too."""
+    inject, audit = addons
+    made = flow(headers=NAMED)
+    with taddons.context(audit, inject) as tctx:
+        tctx.configure(audit, **option)
+        audit.requestheaders(made)
+        inject.requestheaders(made)
+    assert made.request.stream is False
+
+
+async def test_a_replayed_request_is_not_streamed(addons: tuple[Inject, CacheAudit]) -> None:
+    inject, audit = addons
+    made = flow(headers=NAMED)
+    made.is_replay = "request"
+    with taddons.context(inject, audit):
+        inject.requestheaders(made)
+        audit.requestheaders(made)
+    assert made.request.stream is False

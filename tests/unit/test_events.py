@@ -194,6 +194,10 @@ def _good() -> dict:
     (lambda e: e["turn"].update(notes={"miss": {"reason": "bad luck"}}) or e,
      'miss reason "bad luck" is not one of no_breakpoint'),
     (lambda e: e.pop("turn") and e, "turn is missing"),
+    (lambda e: e.update(recorded_at=10**400) or e, "recorded_at is 100000000000…, not a number"),
+    (lambda e: e["turn"].update(input_tokens=2**64) or e, "input_tokens is 18446744073709551616, not a count"),
+    (lambda e: json.dumps(e).replace('"ttft_ms": 250.0', '"ttft_ms": NaN'), "NaN is not a JSON number"),
+    (lambda e: json.dumps(e).replace('"ttft_ms": 250.0', '"ttft_ms": 1e999'), "ttft_ms is Infinity, not a number"),
 ])
 def test_a_bad_line_says_what_is_wrong(change, message: str) -> None:
     changed = change(_good())
@@ -218,10 +222,23 @@ def test_an_error_is_written_by_its_type_and_a_message_not_at_all() -> None:
     traffic = Traffic()
     traffic.turn("s1", Extracted(error="overloaded_error"), status=529)
     traffic.turn("s1", Extracted(error="Server disconnected: https://h/v1/messages?key=SECRET"))
-    assert [json.loads(line)["error"] for line in traffic.lines] == ["overloaded_error", "connection_error"]
+    traffic.turn("s1", Extracted(usage(0, 100), error=""))  # str(TimeoutError()): still an error
+    assert [json.loads(line)["error"] for line in traffic.lines] == ["overloaded_error", "connection_error",
+                                                                     "connection_error"]
     assert "SECRET" not in "".join(traffic.lines)
     again = rebuilt(traffic.lines)
-    assert [turn.verdict.value for turn in again.sessions[0].turns] == ["error", "error"]
+    assert [turn.verdict.value for turn in again.sessions[0].turns] == ["error", "error", "error"]
+
+
+def test_evictions_replay_alike_with_the_proxys_max_sessions() -> None:
+    """A session evicted and back opens its thread again at a start: the rebuild must hold as many sessions."""
+    audit = Audit()
+    audit.ledger.max_sessions = 1
+    traffic = Traffic(audit)
+    for session, read in (("s1", 0), ("s2", 0), ("s1", 0)):
+        traffic.turn(session, Extracted(usage(read, 1538)), position=START)
+    assert report(rebuilt(traffic.lines, max_sessions=1, pricer=audit.price)) == report(audit.ledger)
+    assert report(rebuilt(traffic.lines))["ok"] is True  # held all: the third turn is s1's second start, cold
 
 
 def test_an_event_without_usage_is_a_turn_without_figures() -> None:

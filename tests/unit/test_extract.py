@@ -312,6 +312,8 @@ BAD_VALUES = [
     pytest.param(float("nan"), id="nan"),
     pytest.param([12], id="list"),
     pytest.param({"n": 12}, id="object"),
+    pytest.param(10**400, id="beyond any context"),  # would overflow a price, or a packed turn
+    pytest.param(1e300, id="float beyond any context"),
 ]
 
 

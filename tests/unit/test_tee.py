@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cachepin.request.tee import BODY_EDITORS, RequestTee, may_stream, settle
+from cachepin.request.tee import WANT_THE_REQUEST, RequestTee, may_stream, settle
 
 
 def request(stream: object, content: bytes | None = None) -> SimpleNamespace:
@@ -45,9 +45,10 @@ def test_only_an_ended_tee_settles_a_request_without_content(stream: object, end
 @pytest.mark.parametrize("options, streams", [
     ({"affinity_stream_requests": True}, True),
     ({"affinity_stream_requests": False}, False),
-    ({"affinity_stream_requests": True, "intercept_active": True}, False),
-    *(({"affinity_stream_requests": True, name: ["|/x|y"]}, False) for name in BODY_EDITORS),
-    ({"affinity_stream_requests": True, "modify_body": []}, True),
+    *(({"affinity_stream_requests": True, name: value}, False) for name in WANT_THE_REQUEST
+      for value in (True, ["|/x|y"], "10m")),
+    ({"affinity_stream_requests": True, "modify_body": [], "server_replay": [], "stickyauth": None,
+      "anticache": False, "body_size_limit": None, "cache_diagnostics": False}, True),
 ])
 def test_streaming_waits_for_nobody(options: dict[str, object], streams: bool) -> None:
     assert may_stream(options.get) is streams

@@ -40,6 +40,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--html", default="", metavar="FILE", help="write the HTML report here (as cache_html)")
     parser.add_argument("--expect", choices=["off", "warm"], default="off", help="as cache_expect (default off)")
     parser.add_argument("--min-hit", type=int, default=0, metavar="N", help="as cache_min_hit, 0-100 (default 0)")
+    parser.add_argument("--max-sessions", type=int, default=10_000, metavar="N",
+                        help="sessions held, as cache_max_sessions (default %(default)s, the addon's; 0 = all): "
+                             "give the proxy's, or a session evicted there and back is judged otherwise here")
     parser.add_argument("--max-turns", type=int, default=2000, metavar="N",
                         help="turns a session holds, as cache_max_turns (default %(default)s, the addon's; 0 = all): "
                              "older ones are in the sums only")
@@ -55,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         audit.prices = options.price_table(args.prices)
         audit.ledger.min_hit = options.percent(args.min_hit)
         audit.ledger.max_turns = options.turn_limit(args.max_turns)
+        audit.ledger.max_sessions = options.session_limit(args.max_sessions)
         for name, path in (("--json", args.json), ("--junit", args.junit), ("--html", args.html)):
             if path:
                 options.writable_file(name, path, replaced=True)

@@ -60,13 +60,15 @@ def settle(request: _Request) -> None:
         request.data.content = tee.body()
 
 
-BODY_EDITORS = ("modify_body", "map_local", "map_remote")
-"""mitmproxy's options whose addons change a request in its ``request`` hook, once the body is in: a streamed
-request has left by then (its headers too, and its upstream is chosen)."""
+WANT_THE_REQUEST = ("intercept_active", "modify_body", "map_local", "map_remote", "server_replay", "block_list",
+                    "stickyauth", "stickycookie", "anticache", "anticomp", "body_size_limit", "cache_diagnostics")
+"""Options whose addons act on a request in its ``request`` hook, once the body is in, or check its size while it
+is buffered: a streamed request has left by then, headers and body (and its upstream is chosen). mitmproxy's
+intercept, body and header editors, server replay, the block list, its body size limit; the audit's
+``cache_diagnostics``, which adds a member to the body."""
 
 
 def may_stream(option: Callable[[str], object]) -> bool:
-    """``affinity_stream_requests`` is on and nothing else wants the request before it leaves: no intercept (its
-    edits must reach upstream) and no body editor. ``option`` reads an option, None for one not declared."""
-    return (bool(option("affinity_stream_requests")) and not option("intercept_active")
-            and not any(option(name) for name in BODY_EDITORS))
+    """``affinity_stream_requests`` is on and nothing else wants the request before it leaves. ``option`` reads an
+    option, None for one no loaded addon declares."""
+    return bool(option("affinity_stream_requests")) and not any(option(name) for name in WANT_THE_REQUEST)

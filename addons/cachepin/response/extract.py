@@ -28,6 +28,7 @@ ERROR_MARK = b'"error"'
 Inside a JSON string a quote is escaped, so model text never matches.
 """
 
+MAX_TOKENS = 2**53  # far beyond any context window; a float holds every count up to it exactly
 ERROR_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 """What an error type is: a short identifier from a provider's own vocabulary (``overloaded_error``,
 ``INVALID_ARGUMENT``, ``429``, ``response.failed``), safe to print in a log line."""
@@ -77,10 +78,13 @@ class _Reader:
         value = obj.get(key) if isinstance(obj, dict) else None
         if value is None:
             return None
-        if isinstance(value, float) and value.is_integer() and value >= 0:
+        if isinstance(value, float) and value.is_integer() and 0 <= value <= MAX_TOKENS:
             return int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             self.warnings.append(f"{where}.{key} dropped: not a non-negative integer ({type(value).__name__})")
+            return None
+        if value > MAX_TOKENS:  # no model reads this much; prices and packed turns could not hold it
+            self.warnings.append(f"{where}.{key} dropped: {str(value)[:24]}... is no token count")
             return None
         return value
 

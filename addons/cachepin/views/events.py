@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +56,7 @@ def event_line(session_id: str, source: str, turn: Turn, thread: ThreadState | N
         "thread_source": thread.source if thread is not None else None,
         "thread_parent": thread.parent if thread is not None else None,
         "requested_model": turn.requested_model,
-        "error": error_kind(turn.error) or (CONNECTION_ERROR if turn.error else None),  # never a message
+        "error": error_kind(turn.error) or (None if turn.error is None else CONNECTION_ERROR),  # never a message
         "cache_creation_5m": turn.cache_creation_5m,
         "cache_creation_1h": turn.cache_creation_1h,
         "turn": turn_dict(turn, pricer),
@@ -90,7 +89,7 @@ class Event:
 def parse_event(line: str) -> Event:
     """An event from one line; ValueError saying what is wrong with it."""
     try:
-        record = json.loads(line)
+        record = json.loads(line, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise ValueError(f"not JSON ({e.msg})") from None
     if not isinstance(record, dict):
@@ -144,10 +143,14 @@ def _member[T](holder: Mapping[str, object], name: str, kind: type[T], default: 
     return value
 
 
+MAX_COUNT = 2**63 - 1  # what a turn packs (turns/packing.py)
+MAX_NUMBER = 2.0**53  # a time or duration beyond this is no Unix time or milliseconds
+
+
 def _count(holder: Mapping[str, object], name: str) -> int | None:
     value = _member(holder, name, int, None)
-    if value is not None and value < 0:
-        raise ValueError(f"{name} is {value}, not a count")
+    if value is not None and not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{name} is {_shown(value)}, not a count")
     return value
 
 
@@ -155,9 +158,21 @@ def _number(holder: Mapping[str, object], name: str, default: object = _MISSING)
     value = holder.get(name, default)
     if value is None and default is None:
         return value  # type: ignore[return-value]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{name} is {'missing' if value is _MISSING else json.dumps(value)}, not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not -MAX_NUMBER <= value <= MAX_NUMBER:
+        raise ValueError(f"{name} is {'missing' if value is _MISSING else _shown(value)}, not a number")
     return float(value)
+
+
+def _shown(value: object) -> str:
+    """A value for a message, cut short: a line may hold a number of a thousand digits."""
+    text = json.dumps(value) if not isinstance(value, int) or abs(value) < 10**30 else f"{str(value)[:12]}…"
+    return text if len(text) <= 60 else text[:60] + "…"
+
+
+def _no_constant(name: str) -> object:
+    """NaN and Infinity are no JSON (``json.loads`` accepts them): such a line is refused, not carried on into a
+    report that would not be JSON either."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _miss(notes: object) -> Explanation | None:
