@@ -86,14 +86,19 @@ async def test_the_audit_alone_streams_a_named_request(addons: tuple[Inject, Cac
     assert isinstance(named.request.stream, RequestTee) and anonymous.request.stream is False
 
 
-async def test_a_stream_of_stream_large_bodies_is_left_alone(addons: tuple[Inject, CacheAudit]) -> None:
+@pytest.mark.parametrize("case", ["stream_large_bodies", "replay"])
+async def test_a_stream_of_stream_large_bodies_and_a_replay_are_left_alone(addons: tuple[Inject, CacheAudit],
+                                                                         case: str) -> None:
     inject, audit = addons
     made = flow(headers=NAMED)
-    made.request.stream = True  # mitmproxy's stream_large_bodies: the user's choice, body not kept
+    if case == "replay":
+        made.is_replay = "request"
+    else:
+        made.request.stream = True  # mitmproxy's stream_large_bodies: the user's choice, body not kept
     with taddons.context(inject, audit):
         inject.requestheaders(made)
         audit.requestheaders(made)
-    assert made.request.stream is True
+    assert made.request.stream is (True if case == "stream_large_bodies" else False)
 
 
 async def test_a_streamed_body_is_the_flows_content_again_and_audited(addons: tuple[Inject, CacheAudit]) -> None:
@@ -127,14 +132,4 @@ async def test_the_audit_loaded_first_still_keeps_the_body_for_its_edit(addons: 
         tctx.configure(audit, **option)
         audit.requestheaders(made)
         inject.requestheaders(made)
-    assert made.request.stream is False
-
-
-async def test_a_replayed_request_is_not_streamed(addons: tuple[Inject, CacheAudit]) -> None:
-    inject, audit = addons
-    made = flow(headers=NAMED)
-    made.is_replay = "request"
-    with taddons.context(inject, audit):
-        inject.requestheaders(made)
-        audit.requestheaders(made)
     assert made.request.stream is False
