@@ -132,15 +132,11 @@ class CacheAudit:
         self._stream_request(flow)
 
     def _stream_request(self, flow: http.HTTPFlow) -> None:
-        """A request whose headers name its session need not wait for its body (``request/tee.py``): the inject
-        addon, when loaded, decides that; the audit alone decides for itself. ``cache_diagnostics`` edits the
-        body before it leaves, so it takes the decision back."""
+        """A request whose headers name its session need not wait for its body (``request/tee.py``). The inject
+        addon, when it runs first, has decided already, by the same ``may_stream``."""
         request = flow.request
-        if isinstance(request.stream, RequestTee) and ctx.options.cache_diagnostics:
-            request.stream = False
-        elif (request.stream is False and flow.live and not flow.is_replay and "affinity_headers" not in ctx.options
-              and _dialect(flow) is not None and may_stream(_option)
-              and from_headers(request.headers).session_id is not None):
+        if (request.stream is False and flow.live and not flow.is_replay and may_stream(ctx.options, _dialect(flow))
+                and from_headers(request.headers).session_id is not None):
             request.stream = RequestTee()
 
     def request(self, flow: http.HTTPFlow) -> None:
@@ -373,16 +369,16 @@ class CacheAudit:
             first_byte_at=tap.first_byte_at if tap is not None else None,
             ended_at=response.timestamp_end if response is not None else None,
         )
-        flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, self.audit.price(recorded.turn))
+        flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, recorded.cost)
         self._publish(flow, request, extracted, recorded, flow.comment)
 
     def _publish(self, flow: http.HTTPFlow, request: RequestFacts, extracted: Extracted, recorded: Recorded,
                  comment: str) -> None:
         """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
-        turn, failures, line = recorded
+        turn, failures, line, cost = recorded
         logger.info(line)
         if self.metrics is not None:
-            self.metrics.observe(turn, self.audit.price(turn) if turn.ok else None)
+            self.metrics.observe(turn, cost)
         if not extracted.warning and (unpriced := self.audit.unpriced(turn)):  # at most one WARNING a flow: the
             logger.warning("cachepin audit: %s", unpriced)  # model is named at its next turn that warned of nothing
         pinned = _pinned(flow)
@@ -395,7 +391,7 @@ class CacheAudit:
         level = logging.ERROR if flow.live else logging.WARNING
         if ctx.options.cache_events:
             try:
-                append_line(ctx.options.cache_events, self.audit.event_line(request, turn))
+                append_line(ctx.options.cache_events, self.audit.event_line(request, recorded))
             except OSError as e:
                 self.audit.unwritten.add("cache_events")  # a line is lost: done() exits with status 4
                 self._cannot_write("cache_events", e, level)
@@ -578,11 +574,6 @@ def _exact_content(request: http.Request) -> bytes | None:
         return None
     coding = request.headers.get("content-encoding", "")
     return raw if raw is not None and coding_round_trips(coding, request.raw_content or b"") else None
-
-
-def _option(name: str) -> object:
-    """An option's value, None for one no loaded addon declares (``tee.may_stream`` asks about mitmproxy's)."""
-    return getattr(ctx.options, name, None)
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

@@ -25,7 +25,7 @@ from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
-from cachepin.request.tee import RequestTee, may_stream, settle
+from cachepin.request.tee import KEYED_DIALECTS, RequestTee, may_stream, settle
 from cachepin.response.readers import StreamTap, usage_from_body
 from cachepin.views.flow_comment import inject_note
 
@@ -90,9 +90,9 @@ class Inject:
         resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
         if resolution.session_id is not None:
             self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
-            if (flow.request.stream is False and not flow.is_replay and not self._edits_body(flow)
-                    and may_stream(_option)):
-                flow.request.stream = RequestTee()  # nothing here needs the body before it leaves
+            dialect = dialect_for(flow.request.method, flow.request.path)
+            if flow.request.stream is False and not flow.is_replay and may_stream(ctx.options, dialect):
+                flow.request.stream = RequestTee()  # nothing needs the body before it leaves
             if flow.request.stream:  # no request hook will read the body: say it now
                 _warn(flow.metadata["cachepin"].pop("rejected", []))
         elif flow.request.stream:
@@ -121,14 +121,9 @@ class Inject:
                 return
             self._pin(flow, resolution)
         problems = flow.metadata["cachepin"].pop("rejected", [])
-        if ctx.options.affinity_prompt_cache_key and dialect in (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES):
+        if ctx.options.affinity_prompt_cache_key and dialect in KEYED_DIALECTS:
             problems += self._add_prompt_cache_key(flow, body)
         _warn(problems)  # one line per flow, whatever went wrong
-
-    def _edits_body(self, flow: http.HTTPFlow) -> bool:
-        """``affinity_prompt_cache_key`` adds a member to the body of an OpenAI request: it must wait for it."""
-        return ctx.options.affinity_prompt_cache_key and dialect_for(flow.request.method, flow.request.path) in (
-            Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES)
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Learns the id of a pinned Responses response, for the request that continues it."""
@@ -250,11 +245,6 @@ def _rejected(sources: tuple[str, ...]) -> list[str]:
     if not sources:
         return []
     return [f"ignored the session id in {', '.join(sources)}: not 1-256 printable ASCII characters without spaces"]
-
-
-def _option(name: str) -> object:
-    """An option's value, None for one no loaded addon declares (``tee.may_stream`` asks about mitmproxy's)."""
-    return getattr(ctx.options, name, None)
 
 
 def _warn(problems: list[str]) -> None:

@@ -68,6 +68,7 @@ class Recorded(NamedTuple):
     turn: Turn
     failures: list[str]  # expectations this turn failed, new ones only
     log_line: str
+    cost: Cost | None  # priced once here for the outputs that show it (the ledger prices it for its totals)
 
 
 def read_request(
@@ -182,7 +183,7 @@ class Audit:
             if request.compare_as is not None:
                 self.baselines.learn(request.compare_as, extracted.response_id)
         self.runs[self.run] += 1
-        return Recorded(turn, failures, turn_log_line(request.session_id, turn))
+        return Recorded(turn, failures, turn_log_line(request.session_id, turn), self.price(turn) if turn.ok else None)
 
     def unpriced(self, turn: Turn) -> str | None:
         """A warning for the adapter to log on the first successful turn of a model the price table does not
@@ -212,9 +213,10 @@ class Audit:
             return request, None
         return request._replace(compare_as=key, opted_in=opts_in_only(dialect, body, edited, baseline)), edited
 
-    def event_line(self, request: RequestFacts, turn: Turn) -> str:
-        return event_line(request.session_id, request.source, turn,
-                          self.ledger.thread_state(request.session_id, turn), self.run, time.time(), self.price)
+    def event_line(self, request: RequestFacts, recorded: Recorded) -> str:
+        turn = recorded.turn
+        return event_line(request.session_id, request.source, turn, self.ledger.thread_state(request.session_id, turn),
+                          self.run, time.time(), lambda _: recorded.cost)
 
     def resume(self, events: Iterable[Event]) -> int:
         """Seeds the ledger with the turns of events (``cache_resume``, ``scripts/report``), judged again as they

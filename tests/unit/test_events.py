@@ -45,7 +45,7 @@ class Traffic:
         recorded = self.audit.record(facts, extracted, flow_id=f"flow-{len(self.lines)}", started_at=self.clock,
                                      status=status, stream=True, first_byte_at=self.clock + 0.25,
                                      ended_at=self.clock + 1.0)
-        self.lines.append(self.audit.event_line(facts, recorded.turn))
+        self.lines.append(self.audit.event_line(facts, recorded))
 
 
 _SNAPSHOT = object()  # the explainer below needs none, and the audit asks it only about a request with one

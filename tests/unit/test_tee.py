@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from cachepin.request.dialects import Dialect
 from cachepin.request.tee import WANT_THE_REQUEST, RequestTee, may_stream, settle
 
 
@@ -51,4 +52,12 @@ def test_only_an_ended_tee_settles_a_request_without_content(stream: object, end
       "anticache": False, "body_size_limit": None, "cache_diagnostics": False}, True),
 ])
 def test_streaming_waits_for_nobody(options: dict[str, object], streams: bool) -> None:
-    assert may_stream(options.get) is streams
+    assert may_stream(SimpleNamespace(**options), Dialect.ANTHROPIC) is streams
+
+
+@pytest.mark.parametrize("dialect, streams", [(Dialect.ANTHROPIC, True), (Dialect.OPENAI_CHAT, False),
+                                              (Dialect.OPENAI_RESPONSES, False), (None, False)])
+def test_prompt_cache_key_keeps_openai_bodies_and_only_llm_requests_stream(dialect: Dialect | None,
+                                                                         streams: bool) -> None:
+    options = SimpleNamespace(affinity_stream_requests=True, affinity_prompt_cache_key=True)
+    assert may_stream(options, dialect) is streams

@@ -11,8 +11,9 @@ but no byte waited for the last one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol
+
+from cachepin.request.dialects import Dialect
 
 
 class _Data(Protocol):
@@ -68,7 +69,17 @@ intercept, body and header editors, server replay, the block list, its body size
 ``cache_diagnostics``, which adds a member to the body."""
 
 
-def may_stream(option: Callable[[str], object]) -> bool:
-    """``affinity_stream_requests`` is on and nothing else wants the request before it leaves. ``option`` reads an
-    option, None for one no loaded addon declares."""
-    return bool(option("affinity_stream_requests")) and not any(option(name) for name in WANT_THE_REQUEST)
+KEYED_DIALECTS = (Dialect.OPENAI_CHAT, Dialect.OPENAI_RESPONSES)  # affinity_prompt_cache_key edits their bodies
+
+
+def may_stream(options: object, dialect: Dialect | None) -> bool:
+    """Whether an LLM request whose headers name its session may leave before its body has arrived: both addons
+    ask the same, so whichever hook runs first decides as the other would. ``affinity_stream_requests`` is on,
+    no loaded addon wants the request first (``options``: mitmproxy's; an option nobody declares is off), and
+    ``affinity_prompt_cache_key`` has no OpenAI body to add its member to."""
+    def option(name: str) -> object:
+        return getattr(options, name, None)
+
+    return (dialect is not None and bool(option("affinity_stream_requests"))
+            and not any(option(name) for name in WANT_THE_REQUEST)
+            and not (option("affinity_prompt_cache_key") and dialect in KEYED_DIALECTS))

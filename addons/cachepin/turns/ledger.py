@@ -344,7 +344,7 @@ class Ledger:
     def thread_state(self, session_id: str, turn: Turn) -> ThreadState | None:
         """The thread a turn of a session held in memory was recorded in (its source and parent)."""
         session = self._sessions.get(session_id)
-        return None if session is None else session.thread(turn.thread or "", model_family(turn.cache_key))
+        return None if session is None else session.thread(*_turn_thread(turn))
 
     @property
     def ok(self) -> bool:

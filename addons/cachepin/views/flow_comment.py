@@ -12,7 +12,7 @@ import re
 
 from cachepin.turns.turn import Turn, Verdict
 from cachepin.turns.verdicts import short_id
-from cachepin.views.text import error_kind
+from cachepin.views.text import count, error_kind
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 SEPARATOR = " · "
@@ -23,10 +23,6 @@ def inject_note(session_id: str, source: str) -> str:
     return f"cachepin: session {session_id} ({source})"
 
 
-def _figure(value: int | None) -> str:
-    return "n/a" if value is None else f"{value:,}"
-
-
 def turn_comment(session_id: str, source: str, turn: Turn) -> str:
     """``hit · read 17,354 · wrote 1,641 · uncached 12 · turn 3 · thread main · session ab12… (header)``,
     then the status and error of an error turn, the miss reason of a miss: one line, whatever the wire sent."""
@@ -35,8 +31,8 @@ def turn_comment(session_id: str, source: str, turn: Turn) -> str:
         kind = error_kind(turn.error)
         parts.append(f"status {turn.status}" + (f" {kind}" if kind else ""))
     else:
-        parts += [f"read {_figure(turn.cache_read_input_tokens)}", f"wrote {_figure(turn.cache_creation_input_tokens)}",
-                  f"uncached {_figure(turn.input_tokens)}"]
+        parts += [f"read {count(turn.cache_read_input_tokens)}", f"wrote {count(turn.cache_creation_input_tokens)}",
+                  f"uncached {count(turn.input_tokens)}"]
     parts.append(f"turn {turn.index}")
     if turn.thread:
         parts.append(f"thread {short_id(turn.thread)}")

@@ -15,6 +15,7 @@ from html import escape
 
 from cachepin.turns.ledger import Ledger
 from cachepin.views.report import session_dict
+from cachepin.views.text import count, percent
 
 BAR_WIDTH = 12  # px per turn in the chart
 CHART_HEIGHT = 120
@@ -73,7 +74,7 @@ def _totals(ledger: Ledger) -> str:
     totals = ledger.totals
     rows = {
         "requests": totals.requests, "errors": ledger.errors, "sessions": ledger.seen,
-        "hit ratio (all turns)": _percent(totals.hit_ratio), "hit ratio (judged)": _percent(ledger.judged.hit_ratio),
+        "hit ratio (all turns)": percent(totals.hit_ratio), "hit ratio (judged)": percent(ledger.judged.hit_ratio),
         **_costs(totals.cost.as_dict() if totals.cost else None),
         "unpriced turns": totals.requests - totals.priced,
     }
@@ -108,8 +109,8 @@ def _session(summed: dict) -> str:
 
 def _figures(sums: Mapping) -> dict[str, object]:
     return {"requests": sums["requests"], "errors": sums["errors"],
-            "hit ratio (all turns)": _percent(sums["hit_ratio"]),
-            "hit ratio (judged)": _percent(sums["judged_hit_ratio"]), **_costs(sums["cost"])}
+            "hit ratio (all turns)": percent(sums["hit_ratio"]),
+            "hit ratio (judged)": percent(sums["judged_hit_ratio"]), **_costs(sums["cost"])}
 
 
 def _costs(cost: Mapping[str, float] | None) -> dict[str, str]:
@@ -137,7 +138,7 @@ def _chart(turns: list[dict], folded: int) -> str:
             height = (turn[field] or 0) * CHART_HEIGHT / peak
             y -= height
             bars.append(f'<rect x="{x}" y="{y:.1f}" width="{BAR_WIDTH - 2}" height="{height:.1f}" fill="{colour}">'
-                        f'<title>turn {turn["index"]} {kind} {_count(turn[field])}</title></rect>')
+                        f'<title>turn {turn["index"]} {kind} {count(turn[field])}</title></rect>')
         verdict = str(turn["verdict"])
         reason = _reason(turn)
         bars.append(f'<text x="{x + BAR_WIDTH / 2 - 1}" y="{CHART_HEIGHT + 12}" font-size="9" text-anchor="middle" '
@@ -169,7 +170,7 @@ def _turn_table(turns: list[dict]) -> str:
             "verdict": f'<span class="verdict" style="color:{VERDICT_COLOURS.get(verdict, "#555")}">'
                        f'{escape(verdict)}</span>',
             "reason": escape(_reason(turn)),
-            **{kind: _count(turn[field]) for field, kind, _ in KINDS},
+            **{kind: count(turn[field]) for field, kind, _ in KINDS},
             "model": escape(str(turn["model"] or "n/a")),
             "status": str(turn["status"]),
             "cost billed": _usd(cost.get("billed")),
@@ -184,13 +185,7 @@ def _table(rows: Mapping[str, object]) -> str:
                                for name, value in rows.items()) + "</table>\n"
 
 
-def _percent(ratio: float | None) -> str:
-    return "n/a" if ratio is None else f"{ratio:.1%}"
-
-
 def _usd(value: float | None) -> str:
     return "n/a" if value is None else f"${value:,.4f}"
 
 
-def _count(value: int | None) -> str:
-    return "n/a" if value is None else f"{value:,}"

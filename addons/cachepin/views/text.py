@@ -21,5 +21,10 @@ def error_kind(error: str | None) -> str | None:
     return error if error is not None and ERROR_TYPE.fullmatch(error) else None
 
 
+def count(value: int | None) -> str:
+    """A token count for people (a comment, the HTML report): thousands separated, ``n/a`` when not reported."""
+    return "n/a" if value is None else f"{value:,}"
+
+
 def percent(ratio: float | None) -> str:
     return "n/a" if ratio is None else f"{ratio * 100:.1f}%"
