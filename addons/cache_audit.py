@@ -22,7 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from mitmproxy import command, contentviews, ctx, exceptions, http
+from mitmproxy import command, contentviews, ctx, exceptions, hooks, http
+from mitmproxy.net.encoding import decode
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from cachepin import handover, options
@@ -52,6 +53,7 @@ from cachepin.views.files import append_line
 from cachepin.views.flow_comment import inject_note, turn_comment, with_turn
 from cachepin.views.metrics import Metrics, listen_address, reconfigured
 from cachepin.views.table import summary_table
+from cachepin.worker import Pending, Readers, Reading, ReadJob, Turns
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +70,18 @@ class CacheAudit:
 
     def __init__(self) -> None:
         self.audit = Audit(versions={"mitmproxy": MITMPROXY_VERSION})
-        self.requests: dict[str, RequestFacts | Callable[[], RequestFacts]] = {}  # by flow id, request to response
+        self.requests: dict[str, Pending] = {}  # by flow id, request to response
         self.in_flight: dict[str, http.HTTPFlow] = {}  # by flow id: requests sent, their turn not recorded yet
         self.explainer_handed_over = False  # the explainer came from the instance before a reload
         self.sockets: dict[str, _Socket] = {}  # by flow id: Responses WebSockets, their responses in flight
         self.reporter: asyncio.Task | None = None  # rewrites the reports every cache_report_interval seconds
         self.is_running = False
         self.metrics: Metrics | None = None  # cache_metrics: the Prometheus counters and their server
+        self.readers = Readers(0)  # cache_workers: the processes that read requests (started at running)
+        self.turns = Turns(self.readers)  # responses ended, in order, their turns recorded once their request is read
+        self.updated: list[http.HTTPFlow] = []  # other flows whose turn was recorded since: to show anew
+        self.queued: set[str] = set()  # flow ids whose turn waits in ``turns``
+        self.closed = False  # the final reports are written: a flow that ends later is in no output
 
     def load(self, loader) -> None:
         for option in options.AUDIT:
@@ -91,6 +98,9 @@ class CacheAudit:
         metrics = handover.take((id(ctx.master), f"{self.name}.metrics"))
         if isinstance(metrics, Metrics):  # still serving: its port and counts go on
             self.metrics = metrics
+        readers = handover.take((id(ctx.master), f"{self.name}.readers"))
+        if isinstance(readers, Readers):  # its processes go on
+            self.readers = self.turns.readers = readers
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -112,6 +122,11 @@ class CacheAudit:
                                           "(and to append this run's to)")
         if "cache_report_interval" in updated and self.is_running:
             self._schedule_reports()
+        if "cache_workers" in updated and ctx.options.cache_workers != self.readers.processes:
+            self.readers.close()
+            self.readers.processes = ctx.options.cache_workers
+            if self.is_running:
+                self.readers.start()
         if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
                 self.audit.explainer = _new_explainer()
@@ -130,6 +145,8 @@ class CacheAudit:
         if flow.live:
             flow.metadata.pop(READING_KEY, None)
         self._stream_request(flow)
+        if isinstance(flow.request.stream, RequestTee) and _dialect(flow) is not None:
+            self.in_flight[flow.id] = flow  # on its way upstream already: a shutdown before its end is a turn too
 
     def _stream_request(self, flow: http.HTTPFlow) -> None:
         """A request whose headers name its session need not wait for its body (``request/tee.py``). The inject
@@ -149,27 +166,57 @@ class CacheAudit:
         several turns of the loop, so the reading waits ``READ_DELAY``: long
         enough for the body to leave, far shorter than any provider's time to
         first token. ``response`` reads it itself if the answer came first. The
-        inject addon's parse of the body is reused. With ``cache_diagnostics``
-        the request is read at once instead: its body is edited before it leaves.
+        inject addon's parse of the body is reused. With ``cache_workers`` a
+        reader process reads it at once instead (``cachepin/worker.py``), and
+        with ``cache_diagnostics`` the proxy does: its body is edited before it
+        leaves.
         """
         settle(flow.request)  # a body streamed by the tee is the request's content again
         dialect = _dialect(flow)
-        if dialect is None or flow.intercepted:  # an intercepted request may still be edited: read it later
+        if dialect is None or flow.intercepted or self.closed:  # an intercepted request may still be edited
             return
+        self.in_flight[flow.id] = flow
+        self.requests[flow.id] = self._pending(flow, dialect)
+        self._forget_the_oldest()
+
+    def _pending(self, flow: http.HTTPFlow, dialect: Dialect) -> Pending:
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
         unencoded = None if "content-encoding" in flow.request.headers else flow.request.raw_content
         body = reuse(flow.metadata.get(METADATA_KEY), unencoded)
-        self.requests[flow.id] = _request_reader(flow, dialect, body, self.audit)
         if ctx.options.cache_diagnostics:  # the edit must be made before the body leaves: read it now
-            self.requests[flow.id] = self._ask_for_diagnostics(flow, dialect, body)
-        self.in_flight[flow.id] = flow
-        for pending in (self.requests, self.in_flight):
-            if len(pending) > MAX_PENDING:
-                pending.pop(next(iter(pending)))
+            return self._ask_for_diagnostics(flow, dialect, body)
+        reader = _request_reader(flow, dialect, body, self.audit)
+        if (dialect is Dialect.OPENAI_RESPONSES and _pinned(flow) is None
+                and from_headers(flow.request.headers).session_id is None):
+            return reader  # it may continue a response of a turn before it: read after those are recorded
+        reading = self._read_in_worker(flow, dialect)
+        if reading is not None:
+            return reading
         try:
             asyncio.get_running_loop().call_later(READ_DELAY, self._read_request, flow.id)
         except RuntimeError:  # no event loop (hooks called directly): response reads it
             pass
+        return reader
+
+    def _forget_the_oldest(self) -> None:
+        for pending in (self.requests, self.in_flight):
+            if len(pending) > MAX_PENDING:
+                pending.pop(next(iter(pending)))
+
+    def _read_in_worker(self, flow: http.HTTPFlow, dialect: Dialect) -> Reading | None:
+        """The request sent to a reader process (``cachepin/worker.py``); None: read it here."""
+        if not self.is_running or not self.readers.enabled:
+            return None
+        request = flow.request
+        coding = request.headers.get("content-encoding", "")
+        job = ReadJob(dialect, flow.id, request.timestamp_start, dict(request.headers.items()), _pinned(flow),
+                      request.raw_content, coding, decode if coding else None, ctx.options.cache_explain,
+                      _judged(), self.audit.salt)
+        reading = self.readers.submit(job)
+        if reading is not None:
+            loop = asyncio.get_running_loop()
+            reading.future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._drain))
+        return reading
 
     def _ask_for_diagnostics(self, flow: http.HTTPFlow, dialect: Dialect, body: dict | None) -> RequestFacts:
         """``cache_diagnostics``: the request read at once, its body asking the provider to compare it with its
@@ -189,10 +236,9 @@ class CacheAudit:
         if callable(pending):
             self.requests[flow_id] = pending()
 
-    def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> RequestFacts:
-        """What the request said, read earlier or now (no request hook ran, e.g. across a reload)."""
-        read = self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None, self.audit)
-        return read() if callable(read) else read
+    def _request(self, flow: http.HTTPFlow, dialect: Dialect) -> Pending:
+        """What the request said, read earlier, being read, or to read (no request hook ran, e.g. across a reload)."""
+        return self.requests.pop(flow.id, None) or _request_reader(flow, dialect, None, self.audit)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         """Tee streamed responses (SSE, Bedrock's AWS event streams): every chunk goes on to the client at once,
@@ -286,16 +332,19 @@ class CacheAudit:
         flow, extracted = socket.flow, ended.extracted
         if extracted.warning:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
-        request = (ended.request or _create_reader(flow, None, ended.started_at, self.audit))()
-        recorded = self.audit.record(
-            request, extracted, flow_id=flow.id, started_at=ended.started_at,
-            status=flow.response.status_code if flow.response is not None else 0, stream=True,
-            first_byte_at=ended.first_byte_at, ended_at=ended.ended_at,
-        )
-        self._publish(flow, request, extracted, recorded, socket.comment)
+        status = flow.response.status_code if flow.response is not None else 0
+
+        def record(request: RequestFacts) -> None:
+            recorded = self.audit.record(request, extracted, flow_id=flow.id, started_at=ended.started_at,
+                                         status=status, stream=True, first_byte_at=ended.first_byte_at,
+                                         ended_at=ended.ended_at)
+            self._publish(flow, request, extracted, recorded, socket.comment)
+
+        self._in_order(flow, ended.request or _create_reader(flow, None, ended.started_at, self.audit), record)
 
     def running(self) -> None:
         self.is_running = True
+        self.readers.start()
         _end_on_hangup()
         if ctx.options.cache_resume and not self.audit.resumed:  # once: a reload hands the seeded ledger over
             self._resume()
@@ -356,31 +405,64 @@ class CacheAudit:
 
     def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
         self.in_flight.pop(flow.id, None)
-        if flow.metadata.get(TURN_KEY):
+        if flow.metadata.get(TURN_KEY) or flow.id in self.queued:
             return  # response and error both fired for this flow: one turn only
         if extracted.warning:
             logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
-        request = self._request(flow, dialect)
         response = flow.response
-        recorded = self.audit.record(
-            request, extracted, flow_id=flow.id,
-            started_at=flow.request.timestamp_start, status=response.status_code if response is not None else 0,
-            stream=response is not None and scanner_for(response.headers.get("content-type", "")) is not None,
-            first_byte_at=tap.first_byte_at if tap is not None else None,
-            ended_at=response.timestamp_end if response is not None else None,
-        )
-        flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, recorded.cost)
-        self._publish(flow, request, extracted, recorded, flow.comment)
+        status = response.status_code if response is not None else 0
+        stream = response is not None and scanner_for(response.headers.get("content-type", "")) is not None
+        ended_at = response.timestamp_end if response is not None else None
+        first_byte_at = tap.first_byte_at if tap is not None else None
+        self.queued.add(flow.id)
+
+        def record(request: RequestFacts) -> None:
+            self.queued.discard(flow.id)
+            recorded = self.audit.record(request, extracted, flow_id=flow.id, started_at=flow.request.timestamp_start,
+                                         status=status, stream=stream, first_byte_at=first_byte_at, ended_at=ended_at)
+            flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, recorded.cost)
+            self._publish(flow, request, extracted, recorded, flow.comment)
+
+        self._in_order(flow, self._request(flow, dialect), record)
+
+    def _in_order(self, flow: http.HTTPFlow, request: Pending, record: Callable[[RequestFacts], None]) -> None:
+        """Records a turn once its request is read, after the turns whose responses ended before it.
+
+        Nothing waits for it: the response goes on to the client at once, and
+        a flow whose turn is recorded after its hook is shown anew (its
+        comment, its mark) when it is.
+        """
+        if self.closed:  # it began as the proxy shut down, after the reports (mitmproxy ends it at once)
+            logger.info("cachepin audit: flow %s ended after the final reports; not audited", flow.id)
+            return
+        in_hook = True
+
+        def recorded(facts: RequestFacts) -> None:
+            record(facts)
+            if not in_hook:
+                self.updated.append(flow)
+
+        self.turns.add(request, recorded)
+        self._drain()
+        in_hook = False
+
+    def _drain(self, wait: bool = False) -> None:
+        """Records the turns whose request is read (``wait``: all of them); flows recorded after their hook are
+        shown anew."""
+        self.turns.drain(wait)
+        if self.updated:
+            flows, self.updated = self.updated, []
+            ctx.master.addons.trigger(hooks.UpdateHook(flows))
 
     def _publish(self, flow: http.HTTPFlow, request: RequestFacts, extracted: Extracted, recorded: Recorded,
                  comment: str) -> None:
         """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
         turn, failures, line, cost = recorded
-        logger.info(line)
-        if self.metrics is not None:
-            self.metrics.observe(turn, cost)
         if not extracted.warning and (unpriced := self.audit.unpriced(turn)):  # at most one WARNING a flow: the
             logger.warning("cachepin audit: %s", unpriced)  # model is named at its next turn that warned of nothing
+        logger.info(line)  # after the flow's warnings: a reader of the log that sees it has seen them
+        if self.metrics is not None:
+            self.metrics.observe(turn, cost)
         pinned = _pinned(flow)
         flow.comment = with_turn(comment, turn_comment(request.session_id, request.source, turn),
                                  inject_note(*pinned) if pinned else None)
@@ -409,6 +491,7 @@ class CacheAudit:
     @command.command("cache.report")
     def report(self) -> str:
         """Judge min_hit, log the per-session table, write the report files; returns the JSON report path."""
+        self._drain(wait=True)  # every response that ended is in the report
         for message in self.ledger.finalize():
             logger.error("cachepin audit FAILED: %s", message)
         for row in summary_table(self.ledger).splitlines():
@@ -446,9 +529,12 @@ class CacheAudit:
             handover.give((id(ctx.master), self.name), (self.audit, self.in_flight))
             handover.give((id(ctx.master), f"{self.name}.sockets"), self.sockets)
             handover.give((id(ctx.master), f"{self.name}.metrics"), self.metrics)
+            handover.give((id(ctx.master), f"{self.name}.readers"), self.readers)
             return
+        self.closed = True
         if self.metrics is not None:
             self.metrics.stop()
+        self.readers.shutdown()
         failed = []
         if self.audit.unwritten:
             failed.append(f"could not write {', '.join(sorted(self.audit.unwritten))}")
@@ -540,11 +626,15 @@ def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
 def _reader(flow: http.HTTPFlow, dialect: Dialect, started_at: float, body: Callable[[], dict | None],
             audit: Audit) -> Callable[[], RequestFacts]:
     """``audit.read_request`` of a flow, to call later, with the options as they are now (when it was sent)."""
-    explain = ctx.options.cache_explain
-    judged = ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
+    explain, judged = ctx.options.cache_explain, _judged()
     return lambda: read_request(dialect, flow_id=flow.id, started_at=started_at, headers=flow.request.headers,
                                 pinned=_pinned(flow), body=body, explain=explain, chains=audit.chains,
                                 judged=judged, salt=audit.salt)
+
+
+def _judged() -> bool:
+    """A gate is set: the thread and position the body shows are needed even without the explainer."""
+    return ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
 
 
 def _end_on_hangup() -> None:

@@ -13,25 +13,23 @@ The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from functools import partial
 
 from mitmproxy import ctx, exceptions, flowfilter, http
 
 from cachepin import handover, options
 from cachepin.request.body import METADATA_KEY, parse_json_object
-from cachepin.request.body_edit import OPENAI_MAX_KEY_LENGTH, coding_round_trips, with_prompt_cache_key
+from cachepin.request.body_edit import prompt_cache_key_edit
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
-from cachepin.request.session import Resolution, from_headers, is_valid_id, resolve
+from cachepin.request.seen import SeenSessions
+from cachepin.request.session import Resolution, from_headers, resolve, set_session_headers
 from cachepin.request.tee import KEYED_DIALECTS, RequestTee, may_stream, settle
 from cachepin.response.readers import StreamTap, usage_from_body
 from cachepin.views.flow_comment import inject_note
 
 logger = logging.getLogger(__name__)
-
-_SEEN_LIMIT = 100_000  # sessions remembered for "first request of a session" logging
 
 
 class Inject:
@@ -40,7 +38,7 @@ class Inject:
     def __init__(self) -> None:
         self.scope: flowfilter.TFilter | None = None
         self.exclude: flowfilter.TFilter | None = _parse_filter("affinity_exclude", options.DEFAULT_EXCLUDE)
-        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.seen = SeenSessions()  # for "first request of a session" logging
         self.chains = ResponseChains()  # which session each Responses response of this proxy belongs to
         self.salt = b""  # keys the fingerprints (request/salt.py): set in configure
 
@@ -86,8 +84,7 @@ class Inject:
             return
         if not flow.live or not self.in_scope(flow):
             return
-        fixed = ctx.options.affinity_session
-        resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
+        resolution = from_headers(flow.request.headers, ctx.options.affinity_session)
         if resolution.session_id is not None:
             self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
             dialect = dialect_for(flow.request.method, flow.request.path)
@@ -96,7 +93,7 @@ class Inject:
             if flow.request.stream:  # no request hook will read the body: say it now
                 _warn(flow.metadata["cachepin"].pop("rejected", []))
         elif flow.request.stream:
-            _warn(_rejected(resolution.rejected))
+            _warn(resolution.problems())
             logger.warning(
                 "cachepin inject: request body of %s is streamed and its headers carry no session id; "
                 "not pinned (raise stream_large_bodies to let cachepin read the body)",
@@ -116,7 +113,7 @@ class Inject:
             flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
             resolution = resolve(flow.request.headers, body, dialect, self.chains, self.salt)
             if resolution.session_id is None:
-                _warn(_rejected(resolution.rejected))
+                _warn(resolution.problems())
                 logger.debug("cachepin inject: nothing identifies the conversation of %s", flow.id)
                 return
             self._pin(flow, resolution)
@@ -168,10 +165,9 @@ class Inject:
         line): a WebSocket is one connection, routed once, so its turns share
         one upstream all the same; only a reconnect may land elsewhere.
         """
-        fixed = ctx.options.affinity_session
-        resolution = Resolution(fixed, "option") if fixed else from_headers(flow.request.headers)
+        resolution = from_headers(flow.request.headers, ctx.options.affinity_session)
         if resolution.session_id is None:
-            _warn(_rejected(resolution.rejected))
+            _warn(resolution.problems())
             logger.info("cachepin inject: WebSocket %s carries no session id in its headers; not pinned (its turns "
                         "share one connection; send X-Session-Id or set affinity_session to pin reconnects too)",
                         flow.request.path.split("?", 1)[0])
@@ -182,51 +178,32 @@ class Inject:
     def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
         session_id = resolution.session_id
         assert session_id is not None
-        injected = []
-        for name in ctx.options.affinity_headers:
-            current = flow.request.headers.get(name)
-            if current is not None and is_valid_id(current) and not ctx.options.affinity_override:
-                continue
-            flow.request.headers[name] = session_id
-            injected.append(name)
+        injected = set_session_headers(flow.request.headers, ctx.options.affinity_headers, session_id,
+                                       ctx.options.affinity_override)
         flow.metadata["cachepin"] = {"session_id": session_id, "source": resolution.source, "injected": injected}
         if resolution.rejected:  # warned about once the request hook knows of every problem
-            flow.metadata["cachepin"]["rejected"] = _rejected(resolution.rejected)
+            flow.metadata["cachepin"]["rejected"] = resolution.problems()
         note = inject_note(session_id, resolution.source)
         flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
         headers = ",".join(injected) or "-"
-        if session_id in self.seen:
-            self.seen.move_to_end(session_id)
+        if self.seen.add(session_id):
+            logger.info("cachepin inject new session=%s source=%s headers=%s", session_id, resolution.source, headers)
+        else:
             logger.debug("cachepin inject session=%s source=%s headers=%s", session_id, resolution.source, headers)
-            return
-        self.seen[session_id] = None
-        if len(self.seen) > _SEEN_LIMIT:
-            self.seen.popitem(last=False)
-        logger.info("cachepin inject new session=%s source=%s headers=%s", session_id, resolution.source, headers)
 
     def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> list[str]:
         """Adds the key where the body allows it exactly; returns the problems worth a warning."""
-        session_id = flow.metadata["cachepin"]["session_id"]
-        coding = flow.request.headers.get("content-encoding", "")
+        pinned = flow.metadata["cachepin"]
         try:  # strict: setting .content re-encodes, so a lying or unknown coding would change more than the key
-            raw = flow.request.get_content(strict=True)
+            decoded = flow.request.get_content(strict=True)
         except ValueError:
-            return []
-        if body is None:
-            body = parse_json_object(raw)
-        if body is None or "prompt_cache_key" in body or raw is None:
-            return []
-        if not coding_round_trips(coding, flow.request.raw_content or b""):
-            return [f"prompt_cache_key not added: the body is labelled {coding!r} but is not in that format, "
-                    "and re-encoding it would change more than the key"]
-        if len(session_id) > OPENAI_MAX_KEY_LENGTH:
-            return [f"session id is {len(session_id)} characters, over OpenAI's {OPENAI_MAX_KEY_LENGTH} for "
-                    "prompt_cache_key; not added"]
-        edited = with_prompt_cache_key(raw, session_id)
+            decoded = None
+        edited, problems = prompt_cache_key_edit(decoded, flow.request.headers.get("content-encoding", ""),
+                                                 flow.request.raw_content or b"", body, pinned["session_id"])
         if edited is not None:
             flow.request.content = edited
-            flow.metadata["cachepin"]["prompt_cache_key"] = True
-        return []
+            pinned["prompt_cache_key"] = True
+        return problems
 
 
 def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
@@ -238,13 +215,6 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
         raise ValueError(
             f"{option}: invalid filter expression {spec!r} (see mitmproxy's filter syntax, e.g. '~d api.example.com')"
         ) from None
-
-
-def _rejected(sources: tuple[str, ...]) -> list[str]:
-    """The problem of refused client ids, named by where they were, never by value."""
-    if not sources:
-        return []
-    return [f"ignored the session id in {', '.join(sources)}: not 1-256 printable ASCII characters without spaces"]
 
 
 def _warn(problems: list[str]) -> None:

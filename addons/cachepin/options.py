@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 
 from cachepin.request.session import is_valid_id
@@ -146,6 +146,16 @@ def interval(value: int) -> int:
     return value
 
 
+MAX_WORKERS = 16
+
+
+def workers(value: int) -> int:
+    """``cache_workers``: 0 (read requests on the event loop) or a few processes."""
+    if not 0 <= value <= MAX_WORKERS:
+        raise ValueError(f"cache_workers must be 0-{MAX_WORKERS} (0 = read requests in the proxy's own process)")
+    return value
+
+
 def _output(option: str, *, replaced: bool) -> Callable[[str], str]:
     return lambda path: writable_file(option, path, replaced=replaced) if path else path
 
@@ -160,6 +170,7 @@ class Option(NamedTuple):
     check: Callable[[Any], object] | None = None
     choices: Sequence[str] | None = None
     accepts: str = ""  # what a value that is not even of the option's type is told it should be
+    numeric: bool = False  # a number held as text (mitmproxy has no float option): config.yaml may give it unquoted
 
 
 DEFAULT_HEADERS = ("X-Session-Id", "x-session-affinity")
@@ -202,10 +213,13 @@ INJECT = (
 addon parses itself)."""
 
 AUDIT = (
-    Option("cache_expect", str, "off", "'warm': every turn after a session's first must read from the cache.",
-           expectation, ["off", "warm"]),
+    Option("cache_expect", str, "off",
+           "'warm': every successful turn that does not open its thread must be a cache hit (a turn opens its "
+           "thread when it is the thread's first successful turn, on a request that does not continue a "
+           "conversation); 'off': no per-turn check.", expectation, ["off", "warm"]),
     Option("cache_min_hit", int, 0,
-           "Percent 0-100: each session's hit ratio over its turns after the first must reach it.", percent,
+           "Percent 0-100: each session's judged hit ratio (read / (input + creation + read), token-weighted, over "
+           "its successful turns that do not open their thread) must reach it, judged at report time.", percent,
            accepts="a whole number 0-100"),
     Option("cache_events", str, "", "Append one JSON line per completed turn to this file.",
            _output("cache_events", replaced=False)),
@@ -236,11 +250,16 @@ AUDIT = (
            "JSON file of model prices (USD per million tokens) merged over the built-in table: cachepin's "
            "format, or a copy of LiteLLM's model_prices_and_context_window.json.", price_table),
     Option("cache_ttl_scale", str, "1",
-           "Multiply cache TTLs by this factor when explaining misses (for simulators that shrink time).", ttl_scale),
+           "Multiply cache TTLs by this factor when explaining misses (for simulators that shrink time).", ttl_scale,
+           accepts="a number > 0", numeric=True),
     Option("cache_explain", bool, True,
            "Explain misses and partial hits. Costs a parse and a prefix snapshot of every request body; turn off "
            "for the most throughput (then a request whose session id is in a header is never parsed by the "
            "audit, and turns are grouped by the model the response names)."),
+    Option("cache_workers", int, 1,
+           "Processes that read request bodies for the audit (parse, prefix snapshot, lineage) off mitmproxy's "
+           "event loop, on other cores; 0: read them in the proxy's own process (as the standalone mitmproxy "
+           "build always does).", workers, accepts=f"a whole number 0-{MAX_WORKERS}"),
     Option("cache_diagnostics", bool, False,
            "Ask the provider why each later turn of a thread missed: add the documented field naming the thread's "
            "previous response (Anthropic diagnostics.previous_message_id on the Claude API, OpenAI Responses "
@@ -256,7 +275,8 @@ AUDIT = (
 
 
 def deferred_problems(
-    declared: Sequence[Option], deferred: Mapping[str, object], checks: Mapping[str, Callable[[Any], object]] = {}
+    declared: Sequence[Option], deferred: MutableMapping[str, object],
+    checks: Mapping[str, Callable[[Any], object]] = {},
 ) -> dict[str, str]:
     """What is wrong with the values given for ``declared`` before the addon was loaded.
 
@@ -267,7 +287,9 @@ def deferred_problems(
     it roll the script back without a word, and mitmdump runs on with no
     audit: so the addon checks them first, the way mitmproxy will convert
     them, and its own parsers after that (or those in ``checks``, for parsers
-    that need mitmproxy). Returns a message per bad option.
+    that need mitmproxy). Returns a message per bad option. A config-file
+    number for a ``numeric`` option is put back in ``deferred`` as its text,
+    the value mitmproxy can apply.
     """
     problems = {}
     for option in declared:
@@ -276,7 +298,10 @@ def deferred_problems(
         given = deferred[option.name]
         typed = getattr(given, "val", None)  # mitmproxy's _UnconvertedStrings: what --set said
         try:
-            value = _converted(option, typed) if isinstance(typed, list) else _typed(option, given)
+            if isinstance(typed, list):
+                value = _converted(option, typed)
+            else:
+                value = deferred[option.name] = _typed(option, given)
             check = checks.get(option.name, option.check)
             if check is not None:
                 check(value)
@@ -308,13 +333,15 @@ def _converted(option: Option, strings: list[str]) -> object:
 
 
 def _typed(option: Option, value: object) -> object:
-    """A config-file value, which mitmproxy only type-checks."""
+    """A config-file value, which mitmproxy only type-checks; a number for a ``numeric`` option, as its text."""
     expected = {int: "a whole number", bool: "true or false", str: "a string"}.get(option.typespec)  # type: ignore
     expected = option.accepts or expected
     if expected is None:  # Sequence[str]
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return value
         raise ValueError(f"{option.name} must be a list of strings, not {value!r}")
+    if option.numeric and type(value) in (int, float):  # YAML's 2 or 0.5 (``type``: not true, a bool)
+        return str(value)
     if type(value) is not option.typespec:
         raise ValueError(f"{option.name} must be {expected}, not {value!r}")
     return value

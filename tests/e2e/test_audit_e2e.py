@@ -15,18 +15,17 @@ import anthropic
 import openai
 import pytest
 from llm_upstream import FakeUpstream
+from sdk_conversation import KINDS, SYSTEM, ask, turn_text
 
 from cachepin_tools.harness.processes import ADDONS, BIN, Mitmdump, wait_until
 from cachepin_tools.wire.tokens import Tokens
 
 pytestmark = pytest.mark.e2e
 
-SYSTEM = "You are a careful assistant that answers in one sentence."
 API_KEY = "sk-test-SECRETKEY-must-not-leak"
 PROMPT = "Summarise-the-secret-design-document"
 TEXT = "Hello from the fake upstream."
 COUNTS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "output_tokens")
-KINDS = ["anthropic", "chat", "responses"]
 
 
 # --- driving a conversation through one SDK, with the cache figures the upstream reports for each turn ---
@@ -57,34 +56,6 @@ def expected_figures(kind: str, read: int, written: int) -> tuple[int | None, ..
     return 7200 - read, None, read, 140
 
 
-def ask(client, kind: str, stream: bool, history: list[dict], text: str) -> str:
-    history.append({"role": "user", "content": text})
-    if kind == "anthropic":
-        if stream:
-            with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
-                                        messages=history) as events:
-                reply = events.get_final_text()
-        else:
-            reply = client.messages.create(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
-                                           messages=history).content[0].text
-    elif kind == "chat":
-        messages = [{"role": "system", "content": SYSTEM}, *history]
-        if stream:
-            chunks = client.chat.completions.create(model="gpt-5", messages=messages, stream=True,
-                                                    stream_options={"include_usage": True})
-            reply = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        else:
-            reply = client.chat.completions.create(model="gpt-5", messages=messages).choices[0].message.content
-    else:
-        if stream:
-            events = client.responses.create(model="gpt-5", instructions=SYSTEM, input=history, stream=True)
-            reply = " ".join(e.delta for e in events if e.type == "response.output_text.delta")
-        else:
-            reply = client.responses.create(model="gpt-5", instructions=SYSTEM, input=history).output_text
-    history.append({"role": "assistant", "content": reply})
-    return reply
-
-
 def converse(upstream: FakeUpstream, proxy: Mitmdump, kind: str, stream: bool,
              plan: list[tuple[int, int]], first: str = PROMPT) -> None:
     """One conversation, a turn per (read, written) of ``plan``; the client is closed before returning."""
@@ -92,7 +63,7 @@ def converse(upstream: FakeUpstream, proxy: Mitmdump, kind: str, stream: bool,
     with client_for(kind, proxy) as client:
         for index, (read, written) in enumerate(plan):
             set_cache(upstream, kind, read, written)
-            reply = ask(client, kind, stream, history, first if index == 0 else f"and then {index}?")
+            reply = ask(client, kind, stream, history, turn_text(index, first))
             assert reply.split() == TEXT.split()
 
 
@@ -384,7 +355,7 @@ def test_hot_reload_keeps_the_ledger(upstream: FakeUpstream, mitmdump, tmp_path:
                 os.utime(script, (future, future))  # what an editor's save does: the watcher reloads it
                 assert wait_until(lambda: proxy.output.count(loads) == 2 and Path(files["cache_report"]).exists())
             set_cache(upstream, "anthropic", read, written)
-            ask(client, "anthropic", False, history, PROMPT if index == 0 else f"and then {index}?")
+            ask(client, "anthropic", False, history, turn_text(index, PROMPT))
     assert proxy.proc.poll() is None  # the reload did not end the run
     assert proxy.stop() == 3  # the miss before the reload still fails the run
     report = json.loads(Path(files["cache_report"]).read_text())

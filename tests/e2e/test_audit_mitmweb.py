@@ -80,8 +80,11 @@ def test_miss_is_commented_marked_and_viewable_in_mitmweb(upstream: FakeUpstream
         api.get("/flows", password="wrong")
     assert denied.value.code == 403
 
-    flows = [f for f in api.json("/flows") if f["request"]["path"] == "/v1/messages"]
-    assert len(flows) == 2
+    def recorded() -> list[dict]:  # a turn read by a reader process is shown moments after its response ends
+        return [f for f in api.json("/flows") if f["request"]["path"] == "/v1/messages" and " · turn " in f["comment"]]
+
+    assert wait_until(lambda: len(recorded()) == 2)
+    flows = recorded()
     first, second = flows
     short = session_id[:12] + "…"
     assert "\n" not in first["comment"] and "\n" not in second["comment"]  # one line: the inject note replaced
@@ -124,4 +127,22 @@ def test_a_stream_whose_body_was_not_kept_says_its_turn_in_the_comment(upstream:
         assert flow["comment"].startswith("cold · read 0 · wrote 1,538 · uncached 12 · turn 1 · thread ln_")
         view = api.json(f"/flows/{flow['id']}/response/content/auto.json")
         assert view["text"] == "Content is missing."
+        assert proxy.stop() == 0
+
+
+def test_a_turn_read_by_a_reader_process_is_commented_once_read(upstream: FakeUpstream, tmp_path: Path) -> None:
+    """With the reader process up (the first requests are read in the proxy while it starts), a turn is recorded
+    moments after its response ended, outside any hook: its flow is still commented and marked."""
+    upstream.behaviour.anthropic = Tokens(12, read=0, creation=1538, output=85)
+    with running_mitmweb(upstream, tmp_path) as (proxy, api):
+        with anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-web", max_retries=0) as client:
+            def ask(content: str) -> None:
+                client.messages.create(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
+                                       messages=[{"role": "user", "content": content}])
+
+            assert wait_until(lambda: ask("warm up") or "request reader process ready" in proxy.output, timeout=60)
+            ask("Hi")
+        assert wait_until(lambda: " · turn " in api.json("/flows")[-1]["comment"])
+        flow = api.json("/flows")[-1]
+        assert flow["comment"].startswith("cold · read 0 · wrote 1,538 · uncached 12 · turn 1 · thread ln_")
         assert proxy.stop() == 0

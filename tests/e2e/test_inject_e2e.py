@@ -13,41 +13,11 @@ import anthropic
 import openai
 import pytest
 from llm_upstream import FakeUpstream
+from sdk_conversation import converse
 
 from cachepin_tools.harness.processes import _MITM_LISTENING, ADDONS, Mitmdump, Process
 
 pytestmark = pytest.mark.e2e
-
-SYSTEM = "You are a careful assistant that answers in one sentence."
-
-
-def anthropic_conversation(client: anthropic.Anthropic, first: str, turns: int, stream: bool) -> None:
-    messages: list[dict] = []
-    for turn in range(turns):
-        messages.append({"role": "user", "content": first if turn == 0 else f"and then {turn}?"})
-        if stream:
-            with client.messages.stream(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
-                                        messages=messages) as events:
-                text = events.get_final_text()
-        else:
-            reply = client.messages.create(model="claude-sonnet-4-6", max_tokens=64, system=SYSTEM,
-                                           messages=messages)
-            text = reply.content[0].text
-        messages.append({"role": "assistant", "content": text})
-
-
-def chat_conversation(client: openai.OpenAI, first: str, turns: int, stream: bool) -> None:
-    messages: list[dict] = [{"role": "system", "content": SYSTEM}]
-    for turn in range(turns):
-        messages.append({"role": "user", "content": first if turn == 0 else f"and then {turn}?"})
-        if stream:
-            chunks = client.chat.completions.create(model="gpt-5", messages=messages, stream=True,
-                                                    stream_options={"include_usage": True})
-            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-        else:
-            text = client.chat.completions.create(model="gpt-5", messages=messages).choices[0].message.content
-        messages.append({"role": "assistant", "content": text})
-
 
 def pairs(upstream: FakeUpstream) -> list[tuple[str | None, str | None]]:
     return [(r.header("x-session-id"), r.header("x-session-affinity")) for r in upstream.records]
@@ -57,8 +27,8 @@ def pairs(upstream: FakeUpstream) -> list[tuple[str | None, str | None]]:
 def test_anthropic_sdk_conversations_are_pinned(upstream: FakeUpstream, mitmdump, stream: bool) -> None:
     proxy = mitmdump(upstream.url)
     client = anthropic.Anthropic(base_url=proxy.url, api_key="sk-ant-test", max_retries=0)
-    anthropic_conversation(client, "Summarise the design.", 3, stream)
-    anthropic_conversation(client, "Write a haiku.", 2, stream)
+    converse(client, "anthropic", "Summarise the design.", 3, stream)
+    converse(client, "anthropic", "Write a haiku.", 2, stream)
 
     ids = pairs(upstream)
     assert len(ids) == 5
@@ -74,8 +44,8 @@ def test_anthropic_sdk_conversations_are_pinned(upstream: FakeUpstream, mitmdump
 def test_openai_sdk_conversations_are_pinned(upstream: FakeUpstream, mitmdump, stream: bool) -> None:
     proxy = mitmdump(upstream.url)
     client = openai.OpenAI(base_url=f"{proxy.url}/v1", api_key="sk-test", max_retries=0)
-    chat_conversation(client, "Hello", 3, stream)
-    chat_conversation(client, "Bonjour", 2, stream)
+    converse(client, "chat", "Hello", 3, stream)
+    converse(client, "chat", "Bonjour", 2, stream)
 
     ids = [a for a, b in pairs(upstream) if a == b and a]
     assert len(ids) == 5
@@ -91,7 +61,7 @@ def test_client_session_ids_are_honoured_and_mirrored(upstream: FakeUpstream, mi
                                                       value: str) -> None:
     proxy = mitmdump(upstream.url)
     client = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0, default_headers={header: value})
-    anthropic_conversation(client, "hi", 2, stream=True)
+    converse(client, "anthropic", "hi", 2, stream=True)
     assert pairs(upstream) == [(value, value), (value, value)]
 
 
@@ -114,7 +84,7 @@ def test_a_restarted_proxy_derives_the_same_ids(upstream: FakeUpstream, mitmdump
     for _ in range(2):
         proxy = mitmdump(upstream.url, confdir=str(tmp_path / "confdir"))  # the salt kept there is the same
         client = anthropic.Anthropic(base_url=proxy.url, api_key="k", max_retries=0)
-        anthropic_conversation(client, "Same conversation", 2, stream=False)
+        converse(client, "anthropic", "Same conversation", 2, stream=False)
         proxy.stop()
     ids = [a for a, _ in pairs(upstream)]
     assert len(ids) == 4 and len(set(ids)) == 1 and ids[0].startswith("fp_")
@@ -135,7 +105,7 @@ def test_runs_from_a_plain_copy_without_the_installed_package(upstream: FakeUpst
     with Process(argv, _MITM_LISTENING) as proxy:
         port = int(proxy.match.group(2))
         with anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key="k", max_retries=0) as client:
-            anthropic_conversation(client, "standalone", 1, stream=False)
+            converse(client, "anthropic", "standalone", 1, stream=False)
     (session_id, affinity), = pairs(upstream)
     assert session_id is not None and session_id == affinity
     assert "Traceback" not in proxy.output

@@ -10,55 +10,25 @@ from pathlib import Path
 
 import pytest
 from mitmproxy.io import FlowReader
+from scripted_upstream import ScriptedUpstream, ok_json
+
+from cachepin_tools.wire import anthropic
+from cachepin_tools.wire.tokens import Tokens
 
 pytestmark = pytest.mark.e2e
 
 BODY = json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 8, "system": "Be brief. " * 200,
                    "messages": [{"role": "user", "content": "hi"}]}).encode()
-ANSWER = json.dumps({"type": "message", "model": "claude-sonnet-4-6", "content": [], "stop_reason": "end_turn",
-                     "usage": {"input_tokens": 12, "output_tokens": 3, "cache_creation_input_tokens": 1538,
-                               "cache_read_input_tokens": 0}}).encode()
+ANSWER = json.dumps(anthropic.message(anthropic.usage(Tokens(12, read=0, creation=1538, output=3)), "",
+                                      "claude-sonnet-4-6")).encode()
 WAIT = 10.0  # s for the upstream to see the request's start: with the body buffered it never does
-
-
-class Upstream:
-    """One HTTP/1.1 exchange: says when the request's headers arrived, then reads the body and answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.headers_seen = threading.Event()
-        self.received = b""
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
-            self.headers_seen.set()
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            while len(body) < length:
-                body += conn.recv(65536)
-            self.received = body
-            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-                         + str(len(ANSWER)).encode() + b"\r\n\r\n" + ANSWER)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.mark.parametrize("session_header, streamed", [(True, True), (False, False)])
 def test_a_named_request_leaves_before_its_body_ends(mitmdump, tmp_path: Path, session_header: bool,
                                                      streamed: bool) -> None:
-    upstream = Upstream()
+    headers_seen = threading.Event()
+    upstream = ScriptedUpstream(lambda request: ok_json(ANSWER), on_head=lambda request: headers_seen.set())
     flows = tmp_path / "flows.mitm"
     proxy = mitmdump(upstream.url, ["inject.py", "cache_audit.py"],
                      options={"cache_report": str(tmp_path / "report.json")}, extra=["-w", str(flows)])
@@ -68,14 +38,15 @@ def test_a_named_request_leaves_before_its_body_ends(mitmdump, tmp_path: Path, s
             client.sendall(b"POST /v1/messages HTTP/1.1\r\nhost: api.example.com\r\ncontent-type: application/json"
                            b"\r\n" + named + b"content-length: " + str(len(BODY)).encode() + b"\r\n\r\n"
                            + BODY[:100])
-            assert upstream.headers_seen.wait(WAIT if streamed else 1.0) is streamed
+            assert headers_seen.wait(WAIT if streamed else 1.0) is streamed
             client.sendall(BODY[100:])
             answer = b""
             while ANSWER not in answer:
                 chunk = client.recv(65536)
                 assert chunk, answer
                 answer += chunk
-        assert upstream.received == BODY
+        (received,) = upstream.requests
+        assert received.body == BODY
     finally:
         assert proxy.stop() == 0, proxy.output
         upstream.close()

@@ -10,25 +10,25 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import brotli
 import pytest
 from cache_audit import CacheAudit
+from case_proxy import CaseProxy, case_proxy
 from codings import zstd
 from flows import drive, harness, make_request, make_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from inject import Inject
-from logs import captured_logs, connections_closed, level_log_addon, problems
+from logs import captured_logs, connections_closed, problems
 from mitmproxy.test import tflow
 from raw_client import exchange
-from scripted_upstream import Action, Close, RawRequest, ScriptedUpstream, Send
+from scripted_upstream import Close, Send
 
 from cachepin.views.junit import junit_xml
 from cachepin.views.report import report_json
 from cachepin.views.table import summary_table
-from cachepin_tools.harness.processes import Mitmdump, wait_until
+from cachepin_tools.harness.processes import wait_until
 from cachepin_tools.wire.http1 import chunk, chunked_head, response_bytes
 
 JSON = [("content-type", "application/json")]
@@ -138,38 +138,18 @@ CASES: dict[str, Case] = {
 }
 
 
-@dataclass
-class Proxy:
-    mitmdump: Mitmdump
-    upstream: ScriptedUpstream
-    log: Path
-    report: Path
-
-    def new_lines(self, since: int) -> list[str]:
-        return self.log.read_text(errors="replace")[since:].splitlines()
-
-
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    folder = tmp_path_factory.mktemp("bad_input")
-    script, log = level_log_addon(folder)
-
-    def answer(request: RawRequest) -> list[Action]:
-        return [Send(CASES[request.target.rsplit("case=", 1)[1]].answer), Close()]
-
-    with ScriptedUpstream(answer) as upstream:
-        process = Mitmdump(upstream.url, ("inject.py", "cache_audit.py", str(script)), confdir=str(folder / "conf"),
-                           options={"cache_report": str(folder / "report.json"), "keep_host_header": True})
-        try:
-            yield Proxy(process, upstream, log, folder / "report.json")
-        finally:
-            process.stop()
-    assert "Traceback" not in process.output and "Addon error" not in process.output, process.output[-3000:]
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseProxy]:
+    with case_proxy(tmp_path_factory.mktemp("bad_input"), lambda case: [Send(CASES[case].answer), Close()],
+                    keep_host_header=True) as proxy:
+        yield proxy
+    output = proxy.mitmdump.output
+    assert "Traceback" not in output and "Addon error" not in output, output[-3000:]
 
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_passes_through_with_at_most_one_warning(proxy: Proxy, name: str) -> None:
+def test_bad_input_passes_through_with_at_most_one_warning(proxy: CaseProxy, name: str) -> None:
     case = CASES[name]
     since = len(proxy.log.read_text(errors="replace"))
     sent = [("Host", "api.example.com"), *case.headers, ("content-length", str(len(case.body))),
@@ -187,6 +167,9 @@ def test_bad_input_passes_through_with_at_most_one_warning(proxy: Proxy, name: s
         expected_body = _dechunk(expected_body)
     assert got.body == expected_body, "the client must get the body exactly as the upstream sent it"
 
+    # The turn's line comes once its request is read (by a reader process: moments after the response), and
+    # after the flow's warnings.
+    assert wait_until(lambda: any("cachepin session=" in line for line in proxy.new_lines(since)), timeout=30)
     lines = proxy.new_lines(since)
     problems = [line for line in lines if line.split(" ", 1)[0] in ("WARNING", "ERROR", "CRITICAL")]
     assert len(problems) <= 1, problems
@@ -207,7 +190,7 @@ def _dechunk(raw: bytes) -> bytes:
 
 
 @pytest.mark.e2e
-def test_the_ledger_has_every_bad_flow_once(proxy: Proxy) -> None:
+def test_the_ledger_has_every_bad_flow_once(proxy: CaseProxy) -> None:
     """Runs after the cases above (same module proxy): the report holds one turn per LLM request so far."""
     exchange(proxy.mitmdump.port, "POST", "/v1/messages?case=json-null", [("Host", "h"), ("connection", "close")],
              json.dumps(REQUEST).encode())

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from case_proxy import CaseProxy, case_proxy
 from flows import run_hook
 from h2_upstream import H2Answer, H2Request, H2Upstream
 from logs import connections_closed, level_log_addon
 from pki import TestPKI, client_context
 from raw_client import exchange
-from scripted_upstream import (
-    Action,
-    Close,
-    Hang,
-    Pause,
-    RawRequest,
-    Reset,
-    ScriptedUpstream,
-    Send,
-)
+from scripted_upstream import Action, Close, Hang, Pause, Reset, Send
 
 from cachepin_tools.harness.processes import Mitmdump, wait_until
 from cachepin_tools.wire import anthropic, framing
@@ -92,35 +84,12 @@ FAULTS: dict[str, Fault] = {
 }
 
 
-@dataclass
-class Proxy:
-    mitmdump: Mitmdump
-    upstream: ScriptedUpstream
-    log: Path
-    report: Path
-    events: Path
-
-    def turn_lines(self) -> int:
-        return self.log.read_text(errors="replace").count("cachepin session=")
-
-
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    folder = tmp_path_factory.mktemp("faults")
-    script, log = level_log_addon(folder)
-
-    def answer(request: RawRequest) -> list[Action]:
-        return FAULTS[request.target.rsplit("case=", 1)[1]].actions
-
-    with ScriptedUpstream(answer) as upstream:
-        process = Mitmdump(upstream.url, ("inject.py", "cache_audit.py", str(script)), confdir=str(folder / "conf"),
-                           options={"cache_report": str(folder / "report.json"),
-                                    "cache_events": str(folder / "events.jsonl"), "tcp_timeout": 2})
-        try:
-            yield Proxy(process, upstream, log, folder / "report.json", folder / "events.jsonl")
-        finally:
-            process.stop()
-        assert not upstream.errors
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaseProxy]:
+    with case_proxy(tmp_path_factory.mktemp("faults"), lambda case: FAULTS[case].actions, events=True,
+                    tcp_timeout=2) as proxy:
+        yield proxy
+    assert not proxy.upstream.errors
 
 
 def _leave_early(port: int, path: str, read: int) -> None:
@@ -137,7 +106,7 @@ def _leave_early(port: int, path: str, read: int) -> None:
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_each_fault_is_one_turn(proxy: Proxy, name: str) -> None:
+def test_each_fault_is_one_turn(proxy: CaseProxy, name: str) -> None:
     fault = FAULTS[name]
     before = proxy.turn_lines()
     path = f"/v1/messages?case={name}"
@@ -158,7 +127,7 @@ def test_each_fault_is_one_turn(proxy: Proxy, name: str) -> None:
     assert not [line for line in lines if line.startswith(("ERROR", "CRITICAL"))]
 
 
-def test_the_ledger_is_consistent_after_every_fault(proxy: Proxy) -> None:
+def test_the_ledger_is_consistent_after_every_fault(proxy: CaseProxy) -> None:
     """Runs after the faults above (module order): one turn per flow, the right verdicts, totals from ok turns."""
     ws = _websocket_round_trip(proxy.mitmdump.port)
     assert ws == "echo:hello through the proxy"

@@ -84,7 +84,8 @@ def test_a_guarded_extra_is_imported_only_where_its_absence_is_caught(name: str,
     assert name not in elsewhere
 
 
-@pytest.mark.parametrize("path", sorted((ADDONS / "cachepin").glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ADDONS / "cachepin").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(ADDONS / "cachepin")))
 def test_the_logic_does_not_import_mitmproxy(path: Path) -> None:
     assert not {"mitmproxy", "mitmproxy_rs"} & imported_roots(path)
 
@@ -115,13 +116,17 @@ def test_the_listing_reads_as_the_data_flow() -> None:
     assert {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(STAGES)
 
 
-@pytest.mark.parametrize("path", sorted(PACKAGE.glob("*/*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+STAGED = sorted(path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).parts[0] in STAGES)
+
+
+@pytest.mark.parametrize("path", STAGED, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_a_stage_imports_only_from_itself_and_earlier_stages(path: Path) -> None:
-    own = STAGES.index(path.parent.name)
+    name = path.relative_to(PACKAGE).parts[0]
+    own = STAGES.index(name)
     for module in cachepin_imports(path):
         stage = stage_of(module)
         assert stage is not None, f"{module}: a stage never imports the modules above the stages"
-        assert stage <= own, f"{module} is a later stage than {path.parent.name}"
+        assert stage <= own, f"{module} is a later stage than {name}"
 
 
 def test_there_is_no_import_cycle() -> None:
@@ -166,7 +171,7 @@ def tools_imports(path: Path) -> set[str]:
 
 
 CHECKERS = (TOOLS / "cachepin_tools" / "simulator", TOOLS / "cachepin_tools" / "wire")
-INDEPENDENT = sorted(path for package in CHECKERS for path in package.glob("*.py"))
+INDEPENDENT = sorted(path for package in CHECKERS for path in package.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", INDEPENDENT, ids=lambda p: str(p.relative_to(TOOLS)))

@@ -3,7 +3,8 @@
 Each request is answered by a script of actions (send these exact bytes,
 pause, reset the connection with a TCP RST, hang until released, close), so
 a test controls every byte and fault the proxy sees. It records each request
-as it arrived (head and de-chunked body) and echoes websocket messages.
+as it arrived (head and de-chunked body), can say when a request's head has
+arrived before its body (``on_head``), and echoes websocket messages.
 """
 
 from __future__ import annotations
@@ -112,12 +113,15 @@ class _Reader:
         return out
 
 
-def read_request(reader: _Reader) -> RawRequest:
+def read_request(reader: _Reader, on_head: Callable[[RawRequest], object] | None = None) -> RawRequest:
+    """The next request; ``on_head`` is called with it (no body yet) as soon as its head has arrived."""
     head = reader.until(b"\r\n\r\n")
     first, *rest = head[:-4].decode("latin-1").split("\r\n")
     method, target, version = first.split(" ", 2)
     headers = [(name.strip(), value.strip()) for name, _, value in (line.partition(":") for line in rest)]
     request = RawRequest(method, target, version, headers, b"", head)
+    if on_head is not None:
+        on_head(request)
     if "chunked" in (request.header("transfer-encoding") or "").lower():
         body = bytearray()
         while True:
@@ -152,10 +156,17 @@ def _reset(conn: socket.socket) -> None:
 
 
 class ScriptedUpstream:
-    """Answers each request with ``script(request)``; the default is a small JSON 200."""
+    """Answers each request with ``script(request)``; the default is a small JSON 200.
 
-    def __init__(self, script: Script | None = None, tls: ssl.SSLContext | None = None) -> None:
+    ``on_head(request)`` runs when a request's head has arrived, before its body
+    is read: a test sees whether the proxy sent the head on while the body was
+    still arriving.
+    """
+
+    def __init__(self, script: Script | None = None, tls: ssl.SSLContext | None = None,
+                 on_head: Callable[[RawRequest], object] | None = None) -> None:
         self.script: Script = script or (lambda request: ok_json())
+        self.on_head = on_head
         self.requests: list[RawRequest] = []
         self.websocket_messages: list[str] = []
         self.scheme = "https" if tls else "http"
@@ -177,7 +188,7 @@ class ScriptedUpstream:
     def _serve(self, conn: socket.socket) -> None:
         reader = _Reader(conn)
         while True:
-            request = read_request(reader)
+            request = read_request(reader, self.on_head)
             self.requests.append(request)
             if (request.header("upgrade") or "").lower() == "websocket":
                 self._websocket(conn, reader, request)

@@ -9,7 +9,14 @@ import zlib
 
 import pytest
 
-from cachepin.request.body_edit import coding_round_trips, with_member, with_nested_member, with_prompt_cache_key
+from cachepin.request.body_edit import (
+    coding_round_trips,
+    exact_body,
+    prompt_cache_key_edit,
+    with_member,
+    with_nested_member,
+    with_prompt_cache_key,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +48,44 @@ def test_non_objects_are_left_alone(raw: bytes) -> None:
 ])
 def test_coding_round_trips(coding: str, body: bytes, round_trips: bool) -> None:
     assert coding_round_trips(coding, body) is round_trips
+
+
+@pytest.mark.parametrize(("decoded", "coding", "raw", "exact"), [
+    (b"{}", "", b"{}", b"{}"),
+    (b"{}", "gzip", gzip.compress(b"{}"), b"{}"),
+    (b"{}", "deflate", zlib.compress(b"{}"), b"{}"),
+    (b"{}", "gzip", zlib.compress(b"{}"), None),  # zlib labelled gzip: the edit would go upstream as real gzip
+    (None, "br", b"not brotli", None),  # did not decode
+])
+def test_exact_body(decoded: bytes | None, coding: str, raw: bytes, exact: bytes | None) -> None:
+    assert exact_body(decoded, coding, raw) == exact
+
+
+KEYED = b'{"prompt_cache_key":"fp_abc","model":"gpt-5"}'
+LABELLED_GZIP = ("prompt_cache_key not added: the body is labelled 'gzip' but is not in that format, "
+                 "and re-encoding it would change more than the key")
+
+
+@pytest.mark.parametrize(("decoded", "coding", "raw", "body", "session_id", "edit"), [
+    (b'{"model":"gpt-5"}', "", b'{"model":"gpt-5"}', None, "fp_abc", (KEYED, [])),
+    (b'{"model":"gpt-5"}', "gzip", gzip.compress(b'{"model":"gpt-5"}'), {"model": "gpt-5"}, "fp_abc", (KEYED, [])),
+    (b'{"model":"gpt-5"}', "gzip", zlib.compress(b'{"model":"gpt-5"}'), None, "fp_abc", (None, [LABELLED_GZIP])),
+    (b'{"model":"gpt-5"}', "", b'{"model":"gpt-5"}', None, "k" * 65,
+     (None, ["session id is 65 characters, over OpenAI's 64 for prompt_cache_key; not added"])),
+    (b'{"model":"gpt-5"}', "gzip", zlib.compress(b'{"model":"gpt-5"}'), None, "k" * 65,
+     (None, [LABELLED_GZIP])),  # the first problem only
+    (b'{"model":"gpt-5"}', "", b'{"model":"gpt-5"}', None, "k" * 64,
+     (b'{"prompt_cache_key":"' + b"k" * 64 + b'","model":"gpt-5"}', [])),
+    (KEYED, "", KEYED, None, "fp_other", (None, [])),  # the client's own key stays
+    (b'{"model":"gpt-5"}', "", b'{"model":"gpt-5"}', {"prompt_cache_key": "x"}, "fp_abc",
+     (None, [])),  # the parse given is what counts
+    (b"[1]", "gzip", zlib.compress(b"[1]"), None, "fp_abc", (None, [])),  # no object: not a word
+    (b"", "", b"", None, "fp_abc", (None, [])),
+    (None, "br", b"not brotli", {"model": "gpt-5"}, "fp_abc", (None, [])),  # did not decode
+])
+def test_prompt_cache_key_edit(decoded: bytes | None, coding: str, raw: bytes, body: dict | None, session_id: str,
+                               edit: tuple[bytes | None, list[str]]) -> None:
+    assert prompt_cache_key_edit(decoded, coding, raw, body, session_id) == edit
 
 
 # --- members of nested objects (cache_diagnostics: prompt_cache_options.comparison_response_id) -----------------

@@ -7,9 +7,8 @@ import pytest
 
 from cachepin.request.dialects import Dialect
 from cachepin.response.diagnostics import Diagnosis, diagnosis_of
-from cachepin.response.extract import Extracted, usage_from_json
+from cachepin.response.extract import usage_from_json
 from cachepin.response.readers import usage_from_body
-from cachepin.response.reading import as_record, from_record
 from cachepin_tools.wire import anthropic, framing, openai
 from cachepin_tools.wire.tokens import Tokens
 
@@ -111,22 +110,3 @@ def test_other_dialects_have_none(dialect: Dialect) -> None:
 def test_a_type_without_an_estimate_is_one_object_however_many_turns_have_it() -> None:
     first, second = (usage_from_json(Dialect.ANTHROPIC, claude_message(diagnostics=None)).diagnosis for _ in range(2))
     assert first is second
-
-
-@pytest.mark.parametrize("diagnosis", [None, Diagnosis("pending"), Diagnosis("tools_changed", 41735)])
-def test_a_capture_keeps_the_diagnosis(diagnosis: Diagnosis | None) -> None:
-    extracted = Extracted(response_id="msg_1", final=True, diagnosis=diagnosis)
-    assert from_record(as_record(extracted)) == extracted
-
-
-@pytest.mark.parametrize("kept", [{"reason": "has space"}, {"reason": "x", "missed_tokens": -2}, "tools_changed",
-                                  {"missed_tokens": 1}])
-def test_a_reading_with_an_edited_diagnosis_is_refused_whole(kept: object) -> None:
-    record = as_record(Extracted(final=True)) | {"diagnosis": kept}
-    assert from_record(record) is None
-
-
-def test_a_reading_of_an_earlier_version_has_no_diagnosis() -> None:
-    record = as_record(Extracted(final=True))
-    del record["diagnosis"]
-    assert from_record(record) == Extracted(final=True)

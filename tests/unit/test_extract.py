@@ -1,4 +1,4 @@
-"""Usage normalisation: wire-formats.md section 3, provider by provider, JSON and SSE."""
+"""Usage normalisation: docs/providers.md, "Usage figures", provider by provider, JSON and SSE."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ ANTHROPIC_BODY = {
     },
 }
 
-# (dialect, whole JSON body, expected figures); numbers from wire-formats.md section 3
+# (dialect, whole JSON body, expected figures); fields as docs/providers.md, "Usage figures", maps them
 JSON_CASES = [
     pytest.param(
         Dialect.ANTHROPIC, ANTHROPIC_BODY,
@@ -421,53 +421,53 @@ DEEPSEEK_REASONER = {  # reasoning inside completion_tokens, as OpenAI counts it
 }
 
 
-def _chunk(envelope: dict, **fields: object) -> str:
-    return "data: " + json.dumps({**envelope, **fields}, separators=(",", ":")) + "\n\n"
-
-
 _OPENAI_CHUNK = {"id": "chatcmpl-Bx7kQ2mN9pL4vR8sT1uW3yZ5aC6e", "object": "chat.completion.chunk",
                  "created": 1764633600, "model": "gpt-4o-2024-08-06", "service_tier": "default",
                  "system_fingerprint": "fp_7e4b1c9d2a", "usage": None}
-OPENAI_CHAT_STREAM = "".join([  # stream_options.include_usage: "usage": null on every chunk, then the usage chunk
-    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
-                                    "logprobs": None, "finish_reason": None}]),
-    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {"content": "Done."}, "logprobs": None,
-                                    "finish_reason": None}]),
-    _chunk(_OPENAI_CHUNK, choices=[{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]),
-    _chunk(_OPENAI_CHUNK, choices=[], usage={
+OPENAI_CHAT_STREAM = framing.stream([  # stream_options.include_usage: "usage": null on every chunk, then the usage
+    (None, {**_OPENAI_CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": None},
+                                          "logprobs": None, "finish_reason": None}]}),
+    (None, {**_OPENAI_CHUNK, "choices": [{"index": 0, "delta": {"content": "Done."}, "logprobs": None,
+                                          "finish_reason": None}]}),
+    (None, {**_OPENAI_CHUNK, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]}),
+    (None, {**_OPENAI_CHUNK, "choices": [], "usage": {
         "prompt_tokens": 4300, "completion_tokens": 52, "total_tokens": 4352,
         "prompt_tokens_details": {"cached_tokens": 4096, "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0,
-                                      "rejected_prediction_tokens": 0}}),
-    "data: [DONE]\n\n",
-]).encode()
+                                      "rejected_prediction_tokens": 0}}}),
+    framing.DONE,
+])
 
 _XAI_CHUNK = {"id": "3f9c2a71-5b8e-4d06-a1c4-7e2d9b6f8a10", "object": "chat.completion.chunk",
               "created": 1764633600, "model": "grok-4-0709", "system_fingerprint": "fp_3a7881249c"}
-XAI_CHAT_STREAM = "".join([
-    _chunk(_XAI_CHUNK, choices=[{"index": 0, "delta": {"content": "Done.", "role": "assistant"}}]),
-    _chunk(_XAI_CHUNK, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}],
-           usage=XAI_CHAT_REASONING["usage"]),
-    "data: [DONE]\n\n",
-]).encode()
+XAI_CHAT_STREAM = framing.stream([
+    (None, {**_XAI_CHUNK, "choices": [{"index": 0, "delta": {"content": "Done.", "role": "assistant"}}]}),
+    (None, {**_XAI_CHUNK, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": XAI_CHAT_REASONING["usage"]}),
+    framing.DONE,
+])
 
 _OPENROUTER_CHUNK = {"id": "gen-1764633600-Qm3xZp8LrT2vWk9Yb4Nc", "provider": "xAI", "model": "x-ai/grok-4",
                      "object": "chat.completion.chunk", "created": 1764633600}
-OPENROUTER_STREAM = "".join([  # its comments keep the connection open while the upstream thinks
-    ": OPENROUTER PROCESSING\n\n",
-    ": OPENROUTER PROCESSING\n\n",
-    _chunk(_OPENROUTER_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": "Done."},
-                                        "finish_reason": None, "native_finish_reason": None, "logprobs": None}]),
-    ": OPENROUTER PROCESSING\n\n",
-    _chunk(_OPENROUTER_CHUNK, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                        "finish_reason": "stop", "native_finish_reason": "stop", "logprobs": None}]),
-    _chunk(_OPENROUTER_CHUNK, choices=[], usage={  # OpenRouter counts reasoning inside completion_tokens
+_PROCESSING = b": OPENROUTER PROCESSING\n\n"  # an SSE comment: it keeps the connection open while the upstream thinks
+OPENROUTER_STREAM = b"".join([
+    _PROCESSING,
+    _PROCESSING,
+    framing.frame({**_OPENROUTER_CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "Done."},
+                                                     "finish_reason": None, "native_finish_reason": None,
+                                                     "logprobs": None}]}),
+    _PROCESSING,
+    framing.frame({**_OPENROUTER_CHUNK, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                     "finish_reason": "stop", "native_finish_reason": "stop",
+                                                     "logprobs": None}]}),
+    # OpenRouter counts reasoning inside completion_tokens
+    framing.frame({**_OPENROUTER_CHUNK, "choices": [], "usage": {
         "prompt_tokens": 9100, "completion_tokens": 241, "total_tokens": 9341, "cost": 0.0041, "is_byok": False,
         "prompt_tokens_details": {"cached_tokens": 7800, "cache_write_tokens": 1200, "audio_tokens": 0},
         "cost_details": {"upstream_inference_cost": None},
-        "completion_tokens_details": {"reasoning_tokens": 204, "image_tokens": 0}}),
-    "data: [DONE]\n\n",
-]).encode()
+        "completion_tokens_details": {"reasoning_tokens": 204, "image_tokens": 0}}}),
+    framing.stream([framing.DONE]),
+])
 
 SSE = "text/event-stream; charset=utf-8"
 GOLDEN = [

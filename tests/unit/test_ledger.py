@@ -525,6 +525,25 @@ def test_the_judged_ratio_leaves_out_each_threads_first_turn() -> None:
     assert ledger.judged.hit_ratio == judged.hit_ratio and ledger.finalize() == []
 
 
+def test_a_min_hit_failure_of_several_judged_threads_names_the_lowest() -> None:
+    ledger = Ledger(min_hit=80)
+    for thread, position, read in [(MAIN, Position.START, 0), (MAIN, Position.CONTINUATION, 90),
+                                   (SUB, Position.START, 0), (SUB, Position.CONTINUATION, 10)]:
+        turn(ledger, thread, position, read)
+    assert ledger.finalize() == ["session s1: judged hit ratio 31.2% after the first turn of each of 2 threads "
+                                 "(2 later turns) is below min_hit 80% (read 100, creation 200, input 20); "
+                                 "lowest: thread ln_sub"]
+
+
+def test_a_min_hit_failure_of_one_judged_thread_names_none() -> None:
+    ledger = Ledger(min_hit=80)
+    for thread, position, read in [(MAIN, Position.START, 0), (MAIN, Position.CONTINUATION, 10),
+                                   (SUB, Position.START, 0)]:
+        turn(ledger, thread, position, read)
+    (message,) = ledger.finalize()
+    assert "is below min_hit 80%" in message and "lowest" not in message
+
+
 def test_a_model_switch_mid_conversation_opens_a_thread_on_the_new_model() -> None:
     """claude --fallback-model, /model: the new model's cache is empty, so its first turn is no miss."""
     ledger = Ledger(expect="warm")

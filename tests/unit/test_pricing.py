@@ -24,7 +24,7 @@ def anthropic(
 @pytest.mark.parametrize(
     ("used", "billed", "uncached"),
     [
-        # the wire-formats example: a 1 h write of 640 tokens, 9000 read
+        # test_extract.py's Anthropic body: a 1 h write of 640 tokens, 9000 read
         (anthropic(12, 640, 9000, 85, 0, 640), 12 * 3 + 9000 * 0.3 + 640 * 6 + 85 * 15, 9652 * 3 + 85 * 15),
         # unsplit creation is priced as 5 min writes
         (anthropic(12, 640, 9000, 85), 12 * 3 + 9000 * 0.3 + 640 * 3.75 + 85 * 15, 9652 * 3 + 85 * 15),

@@ -9,7 +9,15 @@ import pytest
 
 from cachepin.request.chains import ResponseChains
 from cachepin.request.dialects import Dialect
-from cachepin.request.session import SESSION_HEADERS, fingerprint, is_valid_id, resolve
+from cachepin.request.session import (
+    SESSION_HEADERS,
+    Resolution,
+    fingerprint,
+    from_headers,
+    is_valid_id,
+    resolve,
+    set_session_headers,
+)
 
 UUID = "5f0c2d9e-8a41-4b7e-9c3d-1e2f3a4b5c6d"
 SYSTEM = "You are a meticulous coding agent. " * 40
@@ -143,6 +151,45 @@ def test_invalid_client_ids_are_refused_and_fall_through(value: str) -> None:
 def test_longest_valid_id_is_accepted() -> None:
     assert is_valid_id("x" * 256)
     assert resolve({"x-session-id": "~" * 256}, None, None).session_id == "~" * 256
+
+
+@pytest.mark.parametrize(("rejected", "problems"), [
+    ((), []),
+    (("header:x-session-id",),
+     ["ignored the session id in header:x-session-id: not 1-256 printable ASCII characters without spaces"]),
+    (("header:session-id", "body:prompt_cache_key"), ["ignored the session id in header:session-id, "
+                                                      "body:prompt_cache_key: not 1-256 printable ASCII characters "
+                                                      "without spaces"]),
+])
+def test_refused_ids_are_one_problem_named_by_where_they_were(rejected: tuple[str, ...], problems: list[str]) -> None:
+    assert Resolution(None, "none", rejected).problems() == problems
+
+
+@pytest.mark.parametrize(("headers", "fixed", "resolution"), [
+    ({"x-session-id": "from-header"}, "pinned", Resolution("pinned", "option")),
+    ({"x-session-id": "bad id"}, "pinned", Resolution("pinned", "option")),  # nothing refused: nothing read
+    ({"x-session-id": "from-header"}, "", Resolution("from-header", "header:x-session-id")),
+    ({}, "", Resolution(None, "none")),
+])
+def test_a_fixed_id_beats_the_headers(headers: dict, fixed: str, resolution: Resolution) -> None:
+    assert from_headers(headers, fixed) == resolution
+
+
+@pytest.mark.parametrize(("headers", "names", "override", "injected", "after"), [
+    ({}, ["x-session-id", "x-session-affinity"], False, ["x-session-id", "x-session-affinity"],
+     {"x-session-id": "s1", "x-session-affinity": "s1"}),
+    ({"x-session-id": "client"}, ["x-session-id", "x-session-affinity"], False, ["x-session-affinity"],
+     {"x-session-id": "client", "x-session-affinity": "s1"}),
+    ({"x-session-id": "client"}, ["x-session-id"], True, ["x-session-id"], {"x-session-id": "s1"}),
+    ({"x-session-id": "bad id"}, ["x-session-id"], False, ["x-session-id"], {"x-session-id": "s1"}),
+    ({}, ["x-session-id", "x-session-id"], False, ["x-session-id"], {"x-session-id": "s1"}),  # set already
+    ({}, ["x-session-id", "x-session-id"], True, ["x-session-id", "x-session-id"], {"x-session-id": "s1"}),
+    ({"x-session-id": "client"}, [], False, [], {"x-session-id": "client"}),
+])
+def test_session_headers_keep_a_valid_client_id_unless_overridden(headers: dict, names: list[str], override: bool,
+                                                                   injected: list[str], after: dict) -> None:
+    assert set_session_headers(headers, names, "s1", override) == injected
+    assert headers == after
 
 
 @pytest.mark.parametrize("bad", [123, None, {"nested": 1}, ["a"]])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import pytest
 
@@ -12,6 +13,8 @@ from cachepin.request.thread import Position, Thread, lineage, model_family, pos
 BILLING = {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.123; cc_entrypoint=cli; cch=ab12;"}
 SYSTEM = {"type": "text", "text": "You are Claude Code.", "cache_control": {"type": "ephemeral"}}
 TOOLS = [{"name": "Read", "input_schema": {"type": "object"}}, {"name": "Agent", "input_schema": {"type": "object"}}]
+Body = Callable[[str, list[str], int], dict]  # a request of a dialect: system prompt, tool names, turns
+INVOKE_VERSION = "bedrock-2023-05-31"  # Bedrock InvokeModel: an Anthropic body without its model
 
 
 def main_agent(turns: int = 1) -> dict:
@@ -39,6 +42,75 @@ def test_every_turn_of_a_conversation_is_one_thread() -> None:
 
 def test_a_sub_agent_is_a_thread_of_its_own() -> None:
     assert thread_of({}, sub_agent(), Dialect.ANTHROPIC) != thread_of({}, main_agent(), Dialect.ANTHROPIC)
+
+
+# --- every dialect: a conversation keeps its thread, a sub-agent (another system prompt or tool list) has its own ---
+
+
+def _turns(turns: int, user: Callable[[str], dict], model: Callable[[str], dict]) -> list[dict]:
+    items = [user("Fix the failing test.")]
+    for n in range(1, turns):
+        items += [model(f"step {n}"), user(f"result {n}")]
+    return items
+
+
+def chat(system: str, tools: list[str], turns: int) -> dict:
+    messages = _turns(turns, lambda text: {"role": "user", "content": text},
+                      lambda text: {"role": "assistant", "content": text})
+    return {"model": "gpt-5", "tools": [{"type": "function", "function": {"name": name}} for name in tools],
+            "messages": [{"role": "system", "content": system}, *messages]}
+
+
+def responses(system: str, tools: list[str], turns: int) -> dict:
+    items = _turns(turns, lambda text: {"role": "user", "content": text},
+                   lambda text: {"type": "function_call", "name": "read", "arguments": text})
+    return {"model": "gpt-5", "instructions": system, "tools": [{"type": "function", "name": name} for name in tools],
+            "input": items}
+
+
+def gemini(system: str, tools: list[str], turns: int) -> dict:
+    contents = _turns(turns, lambda text: {"role": "user", "parts": [{"text": text}]},
+                      lambda text: {"role": "model", "parts": [{"text": text}]})
+    return {"systemInstruction": {"parts": [{"text": system}]},
+            "tools": [{"functionDeclarations": [{"name": name} for name in tools]}], "contents": contents}
+
+
+def converse(system: str, tools: list[str], turns: int) -> dict:
+    messages = _turns(turns, lambda text: {"role": "user", "content": [{"text": text}]},
+                      lambda text: {"role": "assistant", "content": [{"text": text}]})
+    return {"system": [{"text": system}, {"cachePoint": {"type": "default"}}],
+            "toolConfig": {"tools": [{"toolSpec": {"name": name, "inputSchema": {"json": {}}}} for name in tools]},
+            "messages": messages}
+
+
+DIALECT_BODIES = [(Dialect.OPENAI_CHAT, chat), (Dialect.OPENAI_RESPONSES, responses), (Dialect.GEMINI, gemini),
+                  (Dialect.BEDROCK_CONVERSE, converse)]
+DIALECT_IDS = ["chat", "responses", "gemini", "converse"]
+MAIN_PROMPT, MAIN_TOOLS = "You are a coding agent.", ["read", "edit", "agent"]
+
+
+@pytest.mark.parametrize(("dialect", "make"), DIALECT_BODIES, ids=DIALECT_IDS)
+def test_every_turn_of_a_conversation_is_one_thread_in_every_dialect(dialect: Dialect, make: Body) -> None:
+    first = thread_of({}, make(MAIN_PROMPT, MAIN_TOOLS, 1), dialect)
+    assert first is not None and first.source == "lineage"
+    later = [thread_of({}, make(MAIN_PROMPT, MAIN_TOOLS, turns), dialect) for turns in (2, 5)]
+    assert later == [first, first]
+    assert [position_of(make(MAIN_PROMPT, MAIN_TOOLS, turns), dialect) for turns in (1, 2)] == [
+        Position.START, Position.CONTINUATION]
+
+
+@pytest.mark.parametrize(("system", "tools"), [("You are a search agent.", MAIN_TOOLS), (MAIN_PROMPT, ["read"]),
+                                               ("You are a search agent.", ["read"])],
+                         ids=["system", "tools", "both"])
+@pytest.mark.parametrize(("dialect", "make"), DIALECT_BODIES, ids=DIALECT_IDS)
+def test_a_sub_agent_is_a_thread_of_its_own_in_every_dialect(dialect: Dialect, make: Body, system: str,
+                                                             tools: list[str]) -> None:
+    """Another system prompt or tool list is another cached prefix (Bedrock Converse keeps its tools in
+    ``toolConfig``), though the session and the first user message are the same."""
+    main = thread_of({}, make(MAIN_PROMPT, MAIN_TOOLS, 3), dialect)
+    sub = thread_of({}, make(system, tools, 1), dialect)
+    assert main is not None and sub is not None and main != sub
+    assert thread_of({}, make(system, tools, 4), dialect) == sub
 
 
 @pytest.mark.parametrize("change", [
@@ -95,6 +167,12 @@ def test_without_a_body_or_a_thread_header_the_ledger_decides() -> None:
      Position.START),  # a prefill is part of the first request
     (Dialect.ANTHROPIC, {"messages": "nonsense"}, None),
     (Dialect.BEDROCK_CONVERSE, {"messages": [{"role": "user"}, {"role": "assistant"}, {"role": "user"}]},
+     Position.CONTINUATION),
+    (Dialect.BEDROCK_INVOKE, {"anthropic_version": INVOKE_VERSION, "messages": [{"role": "user", "content": "u"}]},
+     Position.START),
+    (Dialect.BEDROCK_INVOKE, {"anthropic_version": INVOKE_VERSION,
+                              "messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+                                           {"role": "user", "content": [{"type": "tool_result", "content": "o"}]}]},
      Position.CONTINUATION),
     (Dialect.OPENAI_CHAT, {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]},
      Position.START),

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import re
 
+from cachepin.request.body import parse_json_object
+
 OPENAI_MAX_KEY_LENGTH = 64
 _SPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()
@@ -102,3 +104,34 @@ def coding_round_trips(content_encoding: str, raw: bytes) -> bool:
     means by ``deflate``; br and zstd decode only what they are.
     """
     return content_encoding.strip().lower() != "gzip" or raw.startswith(GZIP_MAGIC)
+
+
+def exact_body(decoded: bytes | None, coding: str, raw: bytes) -> bytes | None:
+    """The decoded body when an edit of it goes upstream in exactly the coding the client sent, else None.
+
+    ``decoded`` is the body decoded strictly (None when it does not decode), ``raw`` the bytes as sent: setting a
+    request's content re-encodes it in ``coding``, so a lying or unknown coding, or zlib labelled gzip, would
+    change more than the member added.
+    """
+    return decoded if decoded is not None and coding_round_trips(coding, raw) else None
+
+
+def prompt_cache_key_edit(decoded: bytes | None, coding: str, raw: bytes, body: dict | None,
+                          session_id: str) -> tuple[bytes | None, list[str]]:
+    """The body with ``prompt_cache_key`` added where that changes nothing else, and the problems worth a warning.
+
+    ``decoded``, ``coding`` and ``raw`` are as for ``exact_body``; ``body`` is the parse already made, or None to
+    parse ``decoded``. A body that is no JSON object, or already has a key, is left alone without a word.
+    """
+    if body is None:
+        body = parse_json_object(decoded)
+    if body is None or "prompt_cache_key" in body or decoded is None:
+        return None, []
+    exact = exact_body(decoded, coding, raw)
+    if exact is None:
+        return None, [f"prompt_cache_key not added: the body is labelled {coding!r} but is not in that format, "
+                      "and re-encoding it would change more than the key"]
+    if len(session_id) > OPENAI_MAX_KEY_LENGTH:
+        return None, [f"session id is {len(session_id)} characters, over OpenAI's {OPENAI_MAX_KEY_LENGTH} for "
+                      "prompt_cache_key; not added"]
+    return with_prompt_cache_key(exact, session_id), []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TypeGuard
 
@@ -40,6 +40,7 @@ SESSION_HEADERS: tuple[str, ...] = (
 
 MAX_ID_LENGTH = 256
 _VALID_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_ID_LENGTH}}}")
+VALID_ID_RULE = f"1-{MAX_ID_LENGTH} printable ASCII characters without spaces"  # what is_valid_id takes, in words
 _LEGACY_USER_ID = re.compile(r"_session_([^_\s]+)$")
 _FINGERPRINT_VERSION = "cachepin-fp-v1"
 
@@ -50,14 +51,25 @@ class Resolution:
     source: str  # "option", "header:<name>", "body:<path>", "fingerprint" or "none"
     rejected: tuple[str, ...] = field(default=())  # sources whose value was not a valid id
 
+    def problems(self) -> list[str]:
+        """The problem of the refused client ids, for a warning: named by where they were, never by value."""
+        if not self.rejected:
+            return []
+        return [f"ignored the session id in {', '.join(self.rejected)}: not {VALID_ID_RULE}"]
+
 
 def is_valid_id(value: object) -> TypeGuard[str]:
     """At most 256 printable ASCII characters, no spaces: safe in a header and a log line."""
     return isinstance(value, str) and _VALID_ID.fullmatch(value) is not None
 
 
-def from_headers(headers: Mapping[str, str]) -> Resolution:
-    """The id the client already sends in a header; ``headers`` is matched case-insensitively."""
+def from_headers(headers: Mapping[str, str], fixed: str = "") -> Resolution:
+    """The id the client already sends in a header; ``headers`` is matched case-insensitively.
+
+    ``fixed`` (the ``affinity_session`` option), when set, beats any header.
+    """
+    if fixed:
+        return Resolution(fixed, "option")
     lowered = {name.lower(): value for name, value in headers.items()}
     rejected: list[str] = []
     for name in SESSION_HEADERS:
@@ -68,6 +80,20 @@ def from_headers(headers: Mapping[str, str]) -> Resolution:
             return Resolution(value, f"header:{name}", tuple(rejected))
         rejected.append(f"header:{name}")
     return Resolution(None, "none", tuple(rejected))
+
+
+def set_session_headers(headers: MutableMapping[str, str], names: Iterable[str], session_id: str,
+                        override: bool) -> list[str]:
+    """Sets ``session_id`` in each header of ``names`` but those holding a valid id of the client's (all of them
+    with ``override``); returns the names set. One by one: a name repeated in another case (mitmproxy's headers
+    ignore case) finds the id set already."""
+    injected = []
+    for name in names:
+        if is_valid_id(headers.get(name)) and not override:
+            continue
+        headers[name] = session_id
+        injected.append(name)
+    return injected
 
 
 def resolve(

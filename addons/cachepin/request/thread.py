@@ -81,10 +81,16 @@ def thread_of(headers: Mapping[str, str], body: dict | None, dialect: Dialect, s
 def lineage(body: dict, dialect: Dialect, model: str | None, salt: bytes = b"") -> str:
     """A stable id of what a provider caches first: the same for every request of one conversation."""
     system, first_user = stable_start(body, dialect)
-    tools = body.get("tools")
-    canonical = json.dumps([_LINEAGE_VERSION, model_family(model), tools if isinstance(tools, list) else [],
-                            system, first_user], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps([_LINEAGE_VERSION, model_family(model), _tools(body, dialect), system, first_user],
+                           sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return "ln_" + digest(salt, canonical)[:16]
+
+
+def _tools(body: dict, dialect: Dialect) -> list:
+    """The tool list, where the dialect keeps it: Bedrock Converse in ``toolConfig``, the others at the top."""
+    holder = body.get("toolConfig") if dialect is Dialect.BEDROCK_CONVERSE else body
+    tools = holder.get("tools") if isinstance(holder, dict) else None
+    return tools if isinstance(tools, list) else []
 
 
 def position_of(body: dict | None, dialect: Dialect) -> Position | None:

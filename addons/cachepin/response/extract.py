@@ -1,4 +1,4 @@
-"""Provider usage objects normalised into :class:`Usage` records (wire-formats.md section 3).
+"""Provider usage objects normalised into :class:`Usage` records (docs/providers.md, "Usage figures").
 
 Every provider counts prompt-cache tokens differently: Anthropic and Bedrock
 counts are additive, OpenAI-style ``prompt_tokens`` include the cached part,

@@ -93,7 +93,7 @@ class SseScanner:
             if (last, data[0]) in _STRADDLING:
                 cut, start = 0, 1
             else:
-                cut = _first_blank(data, blanks, 0, len(data))
+                cut = _find_blank(data, blanks, 0, len(data), last=False)
                 start = cut + 2
             if cut < 0:
                 self._hold(data)
@@ -103,7 +103,7 @@ class SseScanner:
                 self._complete(self._carry)
             self._carry.clear()
             self._skipping = False
-        end = _last_blank(data, blanks, start, len(data))
+        end = _find_blank(data, blanks, start, len(data), last=True)
         if end < 0:
             self._hold(memoryview(data)[start:])
             return
@@ -188,47 +188,44 @@ class SseScanner:
 
 def _event_span(data: bytes, blanks: tuple[bytes, ...], start: int, end: int, hit: int) -> tuple[int, int]:
     """The event around ``hit``: from the blank line before it, or ``start``, to the blank line after it."""
-    before = _last_blank(data, blanks, start, hit)
-    return before + 2 if before >= 0 else start, _first_blank(data, blanks, hit, end + 2)
+    before = _find_blank(data, blanks, start, hit, last=True)
+    return before + 2 if before >= 0 else start, _find_blank(data, blanks, hit, end + 2, last=False)
 
 
-def _first_blank(data: bytes, blanks: tuple[bytes, ...], start: int, end: int) -> int:
-    """Where the first blank line within ``data[start:end]`` begins, or -1.
+def _find_blank(data: bytes, blanks: tuple[bytes, ...], start: int, end: int, *, last: bool) -> int:
+    """Where the first (``last``: the last) blank line within ``data[start:end]`` begins, or -1.
 
     One pattern is one ``find``. Of several, those that do not occur would be
-    searched to ``end`` on each call, once per mark; windows that double keep
-    a search about as long as the distance to what it finds, and once one
-    pattern is found the others are searched only before it.
+    searched to the far end on each call, once per mark; windows that double,
+    from the near end on, keep a search about as long as the distance to what
+    it finds, and once one pattern is found the others are searched only
+    nearer than it. Two windows in a row share a byte, for a pair cut between
+    them. ``find`` and ``rfind`` are named at each call, not held in a
+    variable: CPython calls a method named on the spot faster, and this runs
+    for every piece of every stream.
     """
     if len(blanks) == 1:
-        return data.find(blanks[0], start, end)
+        return data.rfind(blanks[0], start, end) if last else data.find(blanks[0], start, end)
     window = _WINDOW
     while start < end - 1:
-        stop = min(start + window + 1, end)
+        if last:
+            low, high = max(end - window - 1, start), end
+        else:
+            low, high = start, min(start + window + 1, end)
         found = -1
         for blank in blanks:
-            at = data.find(blank, start, stop)
+            at = data.rfind(blank, low, high) if last else data.find(blank, low, high)
             if at >= 0:
-                found, stop = at, at + 1
+                found = at
+                if last:
+                    low = at + 1
+                else:
+                    high = at + 1
         if found >= 0:
             return found
-        start, window = stop - 1, window * 2
-    return -1
-
-
-def _last_blank(data: bytes, blanks: tuple[bytes, ...], start: int, end: int) -> int:
-    """Where the last blank line within ``data[start:end]`` begins, or -1 (see ``_first_blank``)."""
-    if len(blanks) == 1:
-        return data.rfind(blanks[0], start, end)
-    window = _WINDOW
-    while start < end - 1:
-        low = max(end - window - 1, start)
-        found = -1
-        for blank in blanks:
-            at = data.rfind(blank, low, end)
-            if at >= 0:
-                found, low = at, at + 1
-        if found >= 0:
-            return found
-        end, window = low + 1, window * 2
+        if last:
+            end = low + 1
+        else:
+            start = high - 1
+        window *= 2
     return -1

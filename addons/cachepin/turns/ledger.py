@@ -2,7 +2,7 @@
 
 Providers report per response how much of the prompt they wrote to and read
 from their cache; only grouped by session do those figures say whether the
-cache works (the first turn of a session has to write, every later one should
+cache works (the first turn of a thread has to write, every later one should
 read). The ledger keeps the turns, judges the expectations CI sets (``warm``
 at once per turn, ``min_hit`` over whole sessions) and keeps running totals,
 so that it can evict old sessions and still report the whole run.
@@ -136,7 +136,7 @@ class Session:
         return self.sums(pricer).counts
 
     def judged_counts(self) -> Counts:
-        """Sums over the turns ``min_hit`` judges: the successful ones after each thread's first."""
+        """Sums over the turns ``min_hit`` judges: the successful ones that do not open their thread."""
         return self.sums().judged
 
     @property
@@ -210,7 +210,7 @@ def _usage_fields(usage: Usage | None, shared: Callable[[str | None], str | None
 
 
 def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
-    """The session's failure against ``min_hit`` percent, over its successful turns after each thread's first.
+    """The session's failure against ``min_hit`` percent, over its successful turns that do not open a thread.
 
     The first turn of each thread has to write the cache, so it is left out;
     a session with no later turn is not judged. The comparison is in integers,
@@ -241,10 +241,14 @@ def judge_min_hit(session: Session, min_hit: int) -> Failure | None:
         return None
     else:
         percent = read * 1000 // counts.ratio_base / 10  # floored: 49.96 % must not print as 50.0
+        # Of several threads judged, the lowest is named, whole: per-model ids cut short would look alike.
+        ratios = [(own.judged.hit_ratio, state.thread_id) for state, _, own in session.thread_sums()
+                  if own.judged.hit_ratio is not None]
+        lowest = f"; lowest: thread {min(ratios)[1]}" if len(ratios) > 1 else ""
         message = (
             f"{session_name}: judged hit ratio {percent}% {where} is below min_hit {min_hit}% "
             f"(read {read}, creation {figure_text(counts.cache_creation_input_tokens)}, "
-            f"input {figure_text(counts.input_tokens)})"
+            f"input {figure_text(counts.input_tokens)}){lowest}"
         )
     return Failure(session.session_id, None, message)
 
@@ -292,7 +296,7 @@ class Ledger:
         self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
         self._totals = Counts()
         self._failures: list[Failure] = []  # final ones: warm failures, judgements of evicted sessions
-        self._judged = Counts()  # successful turns after each thread's first: what min_hit judges
+        self._judged = Counts()  # successful turns that do not open their thread: what min_hit judges
         self._errors = 0
         self.diagnoses = Agreement()  # the provider's diagnoses against cachepin's reasons; the audit adds each turn
         self._run_failure: Failure | None = None  # as of the last finalize()
@@ -316,7 +320,7 @@ class Ledger:
 
     @property
     def judged(self) -> Counts:
-        """Running totals over the successful turns after each thread's first, evicted sessions included."""
+        """Running totals over the successful turns that do not open their thread, evicted sessions included."""
         return self._judged
 
     @property

@@ -23,6 +23,25 @@ class Verdict(enum.StrEnum):
     ERROR = "error"  # status >= 400 or a broken stream: kept, but never counted
 
 
+class _Note[T: (Explanation, Diagnosis)]:
+    """One of a turn's two notes, read and set as an attribute; both share the turn's one ``_notes`` slot."""
+
+    def __init__(self, kind: type[T], place: int) -> None:
+        self._kind: type[T] = kind
+        self._place = place  # in the pair, when the turn has both
+
+    def __get__(self, turn: Turn | None, owner: type | None = None) -> T | None:
+        if turn is None:
+            return self  # type: ignore[return-value]  # the class attribute itself
+        notes = turn._notes
+        return notes[self._place] if type(notes) is tuple else notes if isinstance(notes, self._kind) else None
+
+    def __set__(self, turn: Turn, note: T | None) -> None:
+        pair: list[Explanation | Diagnosis | None] = [turn.miss, turn.provider_diagnosis]
+        pair[self._place] = note
+        turn._notes = _notes(*pair)  # type: ignore[arg-type]  # pair[place] is a note of this kind
+
+
 class Turn:
     """One response. Mutable only so that the explainer can attach ``miss`` (and the audit the provider's own
     diagnosis, ``provider_diagnosis``) after the verdict.
@@ -44,6 +63,8 @@ class Turn:
     started_at = Figure[float](6)  # unix seconds
     ttft_ms = Figure[float](7)
     duration_ms = Figure[float](8)
+    miss = _Note(Explanation, 0)  # why a miss or partial hit read less than expected (explain.py)
+    provider_diagnosis = _Note(Diagnosis, 1)  # the provider's own reason, when its response gave one (diagnostics.py)
 
     def __init__(
         self,
@@ -90,26 +111,6 @@ class Turn:
              cache_creation_1h),
             (started_at, ttft_ms, duration_ms),
         )
-
-    @property
-    def miss(self) -> Explanation | None:
-        """Why a miss or partial hit read less than expected (``explain.py``)."""
-        notes = self._notes
-        return notes[0] if type(notes) is tuple else notes if isinstance(notes, Explanation) else None
-
-    @miss.setter
-    def miss(self, miss: Explanation | None) -> None:
-        self._notes = _notes(miss, self.provider_diagnosis)
-
-    @property
-    def provider_diagnosis(self) -> Diagnosis | None:
-        """The provider's own reason, when its response gave one (``response/diagnostics.py``)."""
-        notes = self._notes
-        return notes[1] if type(notes) is tuple else notes if isinstance(notes, Diagnosis) else None
-
-    @provider_diagnosis.setter
-    def provider_diagnosis(self, diagnosis: Diagnosis | None) -> None:
-        self._notes = _notes(self.miss, diagnosis)
 
     @property
     def flow_id(self) -> str:

@@ -18,7 +18,7 @@ _SHORT_ID = 12
 
 class Expect(enum.StrEnum):
     OFF = "off"
-    WARM = "warm"  # every successful turn after a session's first must hit
+    WARM = "warm"  # every successful turn that does not open its thread must hit
 
 
 @dataclass(slots=True, frozen=True)

@@ -42,7 +42,7 @@ def summary_table(ledger: Ledger) -> str:
     has several) and a totals row.
 
     ``turns`` counts successful turns, like the totals; ``errors`` the others. ``judged`` is the hit ratio
-    ``min_hit`` judges: over the turns after each thread's first.
+    ``min_hit`` judges: over the successful turns that do not open their thread.
     """
     messages = ledger.failure_messages()
     rows = [row for session in ledger.sessions for row in _rows(session, session.session_id in messages)]

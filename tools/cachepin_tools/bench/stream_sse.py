@@ -1,7 +1,7 @@
 """mitmdump addon, for the benchmark (scripts/bench) only: plain mitmdump with streaming enabled for SSE.
 
 mitmdump buffers every response by default, so an SSE stream reaches the
-client only when it has ended (mitmproxy-notes.md item 4). This is the
+client only when it has ended (docs/performance.md, streaming). This is the
 smallest fix, and the reference the cachepin addons are compared with: SSE
 responses are streamed, untouched and unread; everything else stays buffered.
 """

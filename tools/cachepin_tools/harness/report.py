@@ -32,7 +32,8 @@ class SessionResult:
 
     @property
     def later(self) -> list[TurnResult]:
-        """Successful turns after the first: the ones that should hit."""
+        """Successful turns after the session's first: the ones that should hit. The commands hold one
+        conversation (one thread) per session, so these are the turns ``cache_min_hit`` judges."""
         ok = [turn for turn in self.turns if turn.verdict != "error"]
         return ok[1:]
 

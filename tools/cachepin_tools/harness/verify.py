@@ -85,11 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--turns", type=at_least(2), default=4, metavar="N",
         help="turns per conversation, at least 2 since the first one only writes (default: %(default)s)")
     add("--expect", choices=("warm", "off"), default="warm",
-        help="warm: every turn after a session's first must read from the cache; off: judge --min-hit only "
+        help="warm: every successful turn that does not open its thread (its first successful turn, on a "
+             "request that does not continue a conversation) must be a cache hit; off: judge --min-hit only "
              "(default: %(default)s)")
     add("--min-hit", type=_percent, default=80, metavar="PCT",
-        help="each session's token-weighted hit ratio over its turns after the first must reach PCT "
-             "(0 turns it off; default: %(default)s)")
+        help="each session's judged hit ratio (token-weighted, over its successful turns that do not open "
+             "their thread) must reach PCT (0 turns it off; default: %(default)s)")
     add("--report", type=Path, default=Path("cachepin-report.json"), metavar="PATH",
         help="where the audit writes its JSON report (default: %(default)s in the current directory)")
     add("--junit", type=Path, metavar="PATH", help="also write JUnit XML, one test case per session")

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 CHARACTERS_PER_TOKEN = 4
 _TEXT_FIELDS = frozenset({"type", "text"})  # a content part made of these only is its text
-_BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's first system block (real-clients.md)
+_BILLING_HEADER = "x-anthropic-billing-header:"  # Claude Code's first system block (docs/providers.md)
 
 
 class Api(enum.StrEnum):
