@@ -16,9 +16,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Callable
 
@@ -26,10 +23,10 @@ from mitmproxy import command, contentviews, ctx, exceptions, hooks, http
 from mitmproxy.net.encoding import decode
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
-from cachepin import handover, options
+from cachepin import handover, lifecycle, options, settings
 from cachepin.audit import Audit, Recorded, RequestFacts, read_request
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
-from cachepin.request.body_edit import coding_round_trips
+from cachepin.request.body_edit import exact_body
 from cachepin.request.dialects import Dialect, dialect_for, websocket_dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.request.session import from_headers
@@ -42,13 +39,12 @@ from cachepin.response.readers import (
     usage_of_response,
 )
 from cachepin.response.reading import READING_KEY, from_record
-from cachepin.response.websocket import CLOSED, Create, Ended, ResponsesSocket, create_of
+from cachepin.response.websocket import CLOSED, Create, Ended, Socket, create_of
 from cachepin.turns.explain import Explainer
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Verdict
 from cachepin.turns.verdicts import Expect
 from cachepin.views.content_view import TURN_KEY, render, turn_facts
-from cachepin.views.events import merged
 from cachepin.views.files import append_line
 from cachepin.views.flow_comment import inject_note, turn_comment, with_turn
 from cachepin.views.metrics import Metrics, listen_address, reconfigured
@@ -57,8 +53,7 @@ from cachepin.worker import Pending, Readers, Reading, ReadJob, Turns
 
 logger = logging.getLogger(__name__)
 
-EXIT_EXPECTATIONS_FAILED = 3
-EXIT_OUTPUT_FAILED = 4  # a report, JUnit file or event line could not be written
+EXIT_EXPECTATIONS_FAILED = lifecycle.EXIT_EXPECTATIONS_FAILED  # mitmdump's status then, for whoever runs it
 MISS_MARK = ":x:"
 MAX_PENDING = 4096  # requests not answered yet; a flow that never ends must not hold memory for ever
 READ_DELAY = 0.02  # s from the request hook to reading the request: it is upstream, the provider still thinking
@@ -316,7 +311,7 @@ class CacheAudit:
     def _socket(self, flow: http.HTTPFlow) -> _Socket:
         socket = self.sockets.get(flow.id)
         if socket is None:  # its first message (also after a reload that handed over nothing, and in a replay)
-            socket = self.sockets[flow.id] = _Socket(flow, flow.comment)
+            socket = self.sockets[flow.id] = Socket(flow, flow.comment)
             if len(self.sockets) > MAX_PENDING:
                 self.sockets.pop(next(iter(self.sockets)))
         return socket
@@ -345,48 +340,22 @@ class CacheAudit:
     def running(self) -> None:
         self.is_running = True
         self.readers.start()
-        _end_on_hangup()
+        lifecycle.end_on_hangup(ctx.master.shutdown)
         if ctx.options.cache_resume and not self.audit.resumed:  # once: a reload hands the seeded ledger over
-            self._resume()
+            lifecycle.resume(self.audit, ctx.options.cache_events)
         self._schedule_reports()
 
-    def _resume(self) -> None:
-        """``cache_resume``: the turns of the events file this run appends to, read back before any flow."""
-        path = ctx.options.cache_events
-        problems: list[str] = []
-        if os.path.exists(path) and not os.path.isfile(path):  # a pipe or a device: reading it would wait, or eat
-            logger.error("cachepin audit: cache_resume: cache_events %s is not a regular file; nothing resumed", path)
-            return
-        try:
-            turns = self.audit.resume(merged([path], problems))
-        except FileNotFoundError:
-            logger.info("cachepin audit: nothing to resume: %s does not exist yet", path)
-            return
-        except OSError as e:
-            logger.error("cachepin audit: cache_resume: cannot read cache_events %s: %s", path, e)
-            return
-        for problem in problems:
-            logger.warning("cachepin audit: cache_resume skipped %s", problem)
-        logger.info("cachepin audit: resumed %d turns of %d earlier runs from %s", turns, len(self.audit.runs) - 1,
-                    path)
-
     def _schedule_reports(self) -> None:
-        """``cache_report_interval``: the report files rewritten every so many seconds, between the other writes."""
         if self.reporter is not None:
             self.reporter.cancel()
             self.reporter = None
-        if seconds := ctx.options.cache_report_interval:
-            self.reporter = asyncio.get_running_loop().create_task(self._report_every(seconds))
+        self.reporter = lifecycle.rewrite_every(ctx.options.cache_report_interval, self._rewrite_reports)
 
-    async def _report_every(self, seconds: int) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                for message in self.ledger.finalize():
-                    logger.error("cachepin audit FAILED: %s", message)
-                self._write_reports()
-            except Exception:  # a bug must not end the rewrites silently: said, and tried again next time
-                logger.exception("cachepin audit: cache_report_interval: the reports could not be rewritten")
+    def _rewrite_reports(self) -> None:
+        """Judges min_hit and writes the report files, as ``cache.report`` does without its table."""
+        for message in self.ledger.finalize():
+            logger.error("cachepin audit FAILED: %s", message)
+        self._write_reports()
 
     def _settle_in_flight(self) -> None:
         """Records the responses still running as error turns (or complete ones, if their final usage was read).
@@ -514,12 +483,8 @@ class CacheAudit:
         logger.info("cachepin audit: ledger reset")
 
     def done(self) -> None:
-        """At shutdown: reports, the table, and exit status 4 if an output could not be written, else 3 if
-        expectations failed. On reload: hand over.
-
-        4 wins: a report or event log that is stale or lacks lines cannot back
-        a verdict, whichever it is (the log says both).
-        """
+        """At shutdown: reports, the table, and the exit status of ``lifecycle.exit_status`` (4 if an output
+        could not be written, else 3 if expectations failed). On reload: hand over."""
         if self.reporter is not None:
             self.reporter.cancel()
         if ctx.master.should_exit.is_set():
@@ -535,15 +500,9 @@ class CacheAudit:
         if self.metrics is not None:
             self.metrics.stop()
         self.readers.shutdown()
-        failed = []
-        if self.audit.unwritten:
-            failed.append(f"could not write {', '.join(sorted(self.audit.unwritten))}")
-        if not self.ledger.ok:
-            failed.append("cache expectations failed")
-        if failed:
-            status = EXIT_OUTPUT_FAILED if self.audit.unwritten else EXIT_EXPECTATIONS_FAILED
-            logger.error("cachepin audit: %s; exiting with status %d", "; ".join(failed), status)
-            raise SystemExit(status)
+        if (failed := lifecycle.exit_status(self.audit.unwritten, self.ledger.ok)) is not None:
+            logger.error("cachepin audit: %s; exiting with status %d", failed.reason, failed.status)
+            raise SystemExit(failed.status)
 
 
 class UsageContentview(contentviews.Contentview):
@@ -582,18 +541,7 @@ def _socket_dialect(flow: http.HTTPFlow) -> Dialect | None:
     return websocket_dialect_for(flow.request.method, flow.request.path, flow.request.headers.get("upgrade", ""))
 
 
-class _Socket:
-    """A Responses WebSocket being read: its flow, its responses in flight, and the flow's comment before its turns.
-
-    A plain class: mitmproxy runs this script without registering it as a module, which ``dataclass`` needs.
-    """
-
-    __slots__ = ("flow", "comment", "responses")
-
-    def __init__(self, flow: http.HTTPFlow, comment: str) -> None:
-        self.flow = flow
-        self.comment = comment
-        self.responses: ResponsesSocket[Callable[[], RequestFacts]] = ResponsesSocket()
+type _Socket = Socket[http.HTTPFlow, Callable[[], RequestFacts]]
 
 
 def _create_reader(flow: http.HTTPFlow, create: Create | None, started_at: float,
@@ -605,11 +553,8 @@ def _create_reader(flow: http.HTTPFlow, create: Create | None, started_at: float
 
 
 def _new_explainer() -> Explainer:
-    """Remembers the previous request of as many sessions as the ledger holds (two models each: the main
-    one and a side one such as a title call's)."""
-    return Explainer(ttl_scale=options.ttl_scale(ctx.options.cache_ttl_scale),
-                     minimums=options.minimums(ctx.options.cache_minimums),
-                     max_sessions=2 * ctx.options.cache_max_sessions or sys.maxsize)
+    return settings.explainer(ctx.options.cache_ttl_scale, ctx.options.cache_minimums,
+                              ctx.options.cache_max_sessions)
 
 
 def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
@@ -633,37 +578,16 @@ def _reader(flow: http.HTTPFlow, dialect: Dialect, started_at: float, body: Call
 
 
 def _judged() -> bool:
-    """A gate is set: the thread and position the body shows are needed even without the explainer."""
-    return ctx.options.cache_expect != "off" or ctx.options.cache_min_hit > 0
-
-
-def _end_on_hangup() -> None:
-    """SIGHUP (a closed terminal, many service managers) ends mitmdump as SIGTERM does, through ``done()``.
-
-    Unhandled, it kills the process before any report is written. A handler
-    someone else installed, or an ignored SIGHUP (``nohup``), is left alone.
-    """
-    if not hasattr(signal, "SIGHUP") or signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL:
-        return
-    master = ctx.master
-    try:
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, master.shutdown)
-    except (RuntimeError, NotImplementedError, ValueError):  # no running loop, or not the main thread
-        pass
+    return settings.judged(ctx.options.cache_expect, ctx.options.cache_min_hit)
 
 
 def _exact_content(request: http.Request) -> bytes | None:
-    """The decoded body, when an edit of it goes upstream in exactly the coding the client sent; else None.
-
-    Setting ``content`` re-encodes: a lying or unknown coding, or zlib labelled gzip, would change more than the
-    member added (as for the inject addon's prompt_cache_key).
-    """
+    """The decoded body, when an edit of it goes upstream in exactly the coding the client sent (``exact_body``)."""
     try:
-        raw = request.get_content(strict=True)
+        decoded = request.get_content(strict=True)
     except ValueError:
         return None
-    coding = request.headers.get("content-encoding", "")
-    return raw if raw is not None and coding_round_trips(coding, request.raw_content or b"") else None
+    return exact_body(decoded, request.headers.get("content-encoding", ""), request.raw_content or b"")
 
 
 def _tap(flow: http.HTTPFlow) -> StreamTap | None:

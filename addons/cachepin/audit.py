@@ -62,6 +62,7 @@ class RequestFacts(NamedTuple):
     position: Position | None = None  # None: the body was not read
     compare_as: ThreadKey | None = None  # the provider can compare the thread's next request with this one's response
     opted_in: bool = False  # it asked Anthropic with previous_message_id null: its answer compares nothing
+    continues: str | None = None  # Responses: the previous_response_id it continues, whose thread it is in
 
 
 class Recorded(NamedTuple):
@@ -105,10 +106,12 @@ def read_request(
         # Unidentifiable flows stay apart: pooled, unrelated requests would look like one session missing.
         pinned = resolution.session_id or f"{UNIDENTIFIED}:{flow_id}", resolution.source
     thread, position = thread_of(headers, parsed, dialect, salt), position_of(parsed, dialect)
+    continues = parsed.get("previous_response_id") if parsed and dialect is Dialect.OPENAI_RESPONSES else None
+    continues = continues if isinstance(continues, str) else None
     if not explain:
-        return RequestFacts(*pinned, None, None, thread, position)
+        return RequestFacts(*pinned, None, None, thread, position, continues=continues)
     snapshot = Snapshot.from_request(dialect, parsed, started_at) if parsed else None
-    return RequestFacts(*pinned, _request_model(parsed), snapshot, thread, position)
+    return RequestFacts(*pinned, _request_model(parsed), snapshot, thread, position, continues=continues)
 
 
 class Audit:
@@ -157,9 +160,9 @@ class Audit:
         ended_at: float | None,
     ) -> Recorded:
         """Adds one response to the ledger, explains it against the thread's previous request, and words it."""
-        thread = request.thread
+        thread = self._thread(request)
         if (request.source == "fingerprint" and thread is not None and thread.source == "lineage"
-                and request.snapshot is not None):
+                and request.snapshot is not None and request.continues is None):  # a chain knows its thread
             thread = self.branches.thread_for(request.session_id, thread, model_family(request.model),
                                               request.snapshot.digests)
         turn, failures = self.ledger.record(
@@ -179,11 +182,20 @@ class Audit:
         turn.provider_diagnosis = answer
         self.ledger.diagnoses.add(turn)
         if turn.ok:
-            self.chains.learn(extracted.response_id, request.session_id, request.source)
+            self.chains.learn(extracted.response_id, request.session_id, request.source, thread)
             if request.compare_as is not None:
                 self.baselines.learn(request.compare_as, extracted.response_id)
         self.runs[self.run] += 1
         return Recorded(turn, failures, turn_log_line(request.session_id, turn), self.price(turn) if turn.ok else None)
+
+    def _thread(self, request: RequestFacts) -> Thread | None:
+        """The request's thread; for a Responses request that continues a response this proxy saw, that
+        response's: its lineage would be of the new input only, another each turn."""
+        if request.continues is not None and (request.thread is None or request.thread.source == "lineage"):
+            known = self.chains.thread_of(request.continues)
+            if isinstance(known, Thread):
+                return known
+        return request.thread
 
     def unpriced(self, turn: Turn) -> str | None:
         """A warning for the adapter to log on the first successful turn of a model the price table does not
@@ -202,9 +214,10 @@ class Audit:
         """``cache_diagnostics``: the body that asks the provider to compare this request with the latest response
         of its thread (None: nothing to add, or ``raw`` is None: the body cannot be edited exactly), and the request
         facts that say whether its own response can be compared with (``compare_as``)."""
-        if body is None or request.thread is None or not supported(dialect, path, body.get("model")):
+        thread = self._thread(request)
+        if body is None or thread is None or not supported(dialect, path, body.get("model")):
             return request, None
-        key = ThreadKey(request.session_id, request.thread.thread_id, model_family(body["model"]))
+        key = ThreadKey(request.session_id, thread.thread_id, model_family(body["model"]))
         baseline = self.baselines.baseline(key, continues=request.position is Position.CONTINUATION)
         edited = with_diagnostics(dialect, raw, body, baseline) if raw is not None else None
         # Anthropic keeps a fingerprint only of a request that asks; OpenAI one of every response.

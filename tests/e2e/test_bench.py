@@ -23,11 +23,11 @@ EXPECTED_KEYS = {
     "streaming.first_event_ratio.addons_header", "streaming.first_event_worst_ms.addons",
     *(f"throughput.{kind}.{encoding}.{mode}.{name}" for kind in ("rps", "latency_ms")
       for encoding in ("identity", "gzip") for mode in ("sequential", "concurrent")
-      for name in ("mitmdump", "mitmdump_stream", "addons", "addons_header")),
+      for name in ("mitmdump", "mitmdump_stream", "addons", "addons_header", "addons_here", "addons_header_here")),
     *(f"throughput.ratio.{encoding}.{mode}.{name}" for encoding in ("identity", "gzip")
       for mode in ("sequential", "concurrent") for name in ("addons", "addons_header")),
     "inprocess.resolver_us", "inprocess.parse_us", "inprocess.resolve_parsed_us", "inprocess.snapshot_first_us",
-    "inprocess.snapshot_later_us",
+    "inprocess.snapshot_later_us", "inprocess.read_us", "inprocess.read_worker_us", "inprocess.read_worker_cpu_us",
     *(f"inprocess.{kind}.{stream}.{encoding}" for kind in ("tee_mbps", "tee_peak_kb")
       for stream in ("anthropic", "openai") for encoding in ("identity", "gzip")),
     "ledger.turn_us", "ledger.session_bytes", "ledger.bounded_mb", "ledger.bounded_held", "ledger.bounded_evicted",

@@ -102,6 +102,9 @@ def test_a_responses_chain_keeps_one_session(simulator, mitmdump, tmp_path: Path
     assert session["source"] == "fingerprint" and session["requests"] == 3
     assert [turn["position"] for turn in session["turns"]] == ["start", "continuation", "continuation"]
     assert proxy.output.count("cachepin inject new session=") == 1
+    (thread,) = session["threads"]  # the chain continues its thread: each request's own lineage would differ
+    assert thread["source"] == "lineage" and thread["turns"] == [1, 2, 3]
+    assert [turn["verdict"] for turn in session["turns"]] == ["cold", "hit", "hit"]
 
 
 def test_a_restarted_proxy_still_calls_an_unread_continuation_a_miss(simulator, mitmdump, tmp_path: Path) -> None:

@@ -395,3 +395,38 @@ def test_a_file_that_cannot_be_written_keeps_neither_the_others_nor_its_next_wri
     assert audit.unwritten == {"cache_report"}
     assert audit.write_reports(str(tmp_path / "report.json"), "") == {}
     assert audit.unwritten == set()
+
+
+# --- Responses chains: a request that continues a response is in that response's thread -----------------------
+
+
+def test_a_request_names_the_response_it_continues() -> None:
+    body = {"model": "gpt-5", "input": "And the tests?", "previous_response_id": "resp_1"}
+    responses = {"dialect": Dialect.OPENAI_RESPONSES, "pinned": ("s-1", HEADER), "explain": True}
+    assert read({}, Body(body), **responses).continues == "resp_1"  # type: ignore[arg-type]
+    assert read({}, Body(body), **{**responses, "dialect": Dialect.OPENAI_CHAT}).continues is None  # type: ignore[arg-type]
+    assert read({}, Body({**body, "previous_response_id": 7}), **responses).continues is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("learned", [True, False], ids=["chain-known", "chain-unknown"])
+def test_a_chained_turn_continues_the_thread_of_its_response(learned: bool) -> None:
+    """Each chained request resends only its new input, so its own lineage differs every turn."""
+    audit = Audit()
+    first = Thread("ln_first", "lineage")
+    record(audit, facts(thread=first), Extracted(usage(0), response_id="resp_1" if learned else None))
+    chained = facts(thread=Thread("ln_new_input", "lineage"), position=Position.CONTINUATION, continues="resp_1")
+    turn = record(audit, chained, Extracted(usage(0, creation=0), response_id="resp_2"), at=1001.0).turn
+    if learned:
+        assert (turn.thread, turn.verdict) == ("ln_first", Verdict.MISS)  # a later turn of a thread that read nothing
+        assert audit.chains.thread_of("resp_2") == first  # and the next one continues it too
+    else:  # another replica's response: its own lineage, a continuation that read nothing all the same
+        assert (turn.thread, turn.verdict) == ("ln_new_input", Verdict.MISS)
+
+
+def test_a_thread_the_client_names_is_kept_over_a_chain() -> None:
+    audit = Audit()
+    record(audit, facts(thread=Thread("ln_first", "lineage")), Extracted(usage(0), response_id="resp_1"))
+    named = Thread("t-9", "header:thread-id")
+    turn = record(audit, facts(thread=named, position=Position.CONTINUATION, continues="resp_1"),
+                  Extracted(usage(1538, creation=0)), at=1001.0).turn
+    assert turn.thread == "t-9"

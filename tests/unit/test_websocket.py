@@ -13,7 +13,7 @@ from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade
 from cachepin.response import websocket
 from cachepin.response.extract import Extracted
 from cachepin.response.readers import usage_from_body
-from cachepin.response.websocket import CLOSED, CROWDED, MAX_IN_FLIGHT, ResponsesSocket, create_of
+from cachepin.response.websocket import CLOSED, CROWDED, MAX_IN_FLIGHT, ResponsesSocket, Socket, create_of
 from cachepin_tools.wire import framing
 from cachepin_tools.wire.tokens import Tokens
 
@@ -257,6 +257,15 @@ def test_closing_ends_every_response_in_flight_as_an_error() -> None:
     assert [(e.request, e.first_byte_at, e.ended_at, e.extracted) for e in ended] == [
         ("a", 2.0, 9.0, Extracted(error=CLOSED)), ("b", None, 9.0, Extracted(error=CLOSED))]
     assert socket.in_flight == 0 and socket.closed(CLOSED, 10.0) == []
+
+
+def test_each_socket_holds_its_own_flow_comment_and_responses() -> None:
+    first: Socket[str, str] = Socket("flow-1", "a note")
+    second: Socket[str, str] = Socket("flow-2", "")
+    first.responses.begin(None, "turn", 0.0)
+    assert (first.flow, first.comment, first.responses.in_flight) == ("flow-1", "a note", 1)
+    assert (second.flow, second.comment, second.responses.in_flight) == ("flow-2", "", 0)
+    assert not hasattr(first, "__dict__")  # slots: the adapter may hold thousands of sockets
 
 
 # --- memory -------------------------------------------------------------------------------------------------------

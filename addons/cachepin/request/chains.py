@@ -3,8 +3,10 @@
 Such a request resends only the new input, so its fingerprint changes every
 turn; but it names the response it continues, and that response belongs to a
 session already. Each addon learns the id of every response it sees and looks
-up the session of the one a request continues. Within one proxy instance
-only: a replica that did not see the previous response cannot know it.
+up the session of the one a request continues; the audit also learns its
+thread, which a chained request continues rather than starting a lineage of
+its own (its start is not in it). Within one proxy instance only: a replica
+that did not see the previous response cannot know it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ LIMIT = 100_000  # response ids remembered (about 200 bytes each), the oldest fo
 class ResponseChains:
     def __init__(self, limit: int = LIMIT) -> None:
         self._limit = limit
-        self._sessions: OrderedDict[str, tuple[str, str]] = OrderedDict()  # response id -> session id, source
+        self._sessions: OrderedDict[str, tuple[str, str, object]] = OrderedDict()  # response id -> session id,
+        # source, thread (the audit's ``Thread``; opaque here, which the thread module imports)
 
-    def learn(self, response_id: str | None, session_id: str, source: str) -> None:
+    def learn(self, response_id: str | None, session_id: str, source: str, thread: object = None) -> None:
         if not response_id:
             return
-        self._sessions[response_id] = session_id, source
+        self._sessions[response_id] = session_id, source, thread
         self._sessions.move_to_end(response_id)
         while len(self._sessions) > self._limit:
             self._sessions.popitem(last=False)
@@ -32,6 +35,11 @@ class ResponseChains:
         previous = body.get("previous_response_id")
         known = self._sessions.get(previous) if isinstance(previous, str) else None
         return known[0] if known else None
+
+    def thread_of(self, response_id: str) -> object:
+        """The thread of a response this proxy saw (None: unknown, or learned without one)."""
+        known = self._sessions.get(response_id)
+        return known[2] if known else None
 
     def __len__(self) -> int:
         return len(self._sessions)

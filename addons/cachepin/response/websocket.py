@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cachepin.request.dialects import Dialect
@@ -217,6 +217,16 @@ class ResponsesSocket[R]:
     @staticmethod
     def _ended(entry: _InFlight[R], at: float, extracted: Extracted) -> Ended[R]:
         return Ended(entry.request, entry.started_at, entry.first_byte_at, at, extracted)
+
+
+@dataclass(slots=True)
+class Socket[F, R]:
+    """A Responses WebSocket being read: its flow (``F``, the adapter's), the flow's comment before its turns, and
+    its responses in flight, each with what the adapter made of its create (``R``)."""
+
+    flow: F
+    comment: str
+    responses: ResponsesSocket[R] = field(default_factory=ResponsesSocket)
 
 
 def _extracted(kind: str | None, event: dict[str, Any] | None, warning: str) -> Extracted:

@@ -85,6 +85,7 @@ from cachepin.response.usage import Usage
 from cachepin.turns.ledger import Ledger
 from cachepin.turns.models import DEFAULT_PRICES
 from cachepin.turns.pricing import cost
+from cachepin.worker import Readers, ReadJob, read
 from cachepin_tools.bench.payloads import agent_body, anthropic_events, chunked, openai_events
 from cachepin_tools.harness.processes import Mitmdump, Process, Simulator
 from cachepin_tools.wire.framing import gzip_frames
@@ -505,6 +506,38 @@ async def _drive(clients: list[Connection], bodies: list[list[bytes]], headers: 
 # --- 3. in-process --------------------------------------------------------------------------------------------
 
 
+def measure_reading(raws: list[bytes], calls: int, where: str, report: Report) -> None:
+    """The audit's reading of a request (parse, snapshot, lineage), in the proxy and through a reader process
+    (``cache_workers``): its round trip, and the CPU it still costs the proxy's process (sending, receiving)."""
+    progress("in-process: the audit's request reading, here and in a reader process")
+    jobs = [ReadJob(Dialect.ANTHROPIC, "bench", 0.0, {}, ("bench", "header:x-session-id"), raw, "", None,
+                    explain=True, judged=False, salt=b"bench") for raw in raws]
+    report.add("inprocess.read_us", f"audit: request read in the proxy (parse, snapshot, lineage), {where}",
+               per_call_us(read, jobs, calls), "us")
+    readers = Readers(1)
+    readers.start()
+    deadline = time.monotonic() + 60
+    while readers.submit(jobs[0]) is None:  # the first requests are read here while the process starts
+        if time.monotonic() > deadline:
+            raise RuntimeError("the reader process did not start within 60 s")
+        time.sleep(0.05)
+    try:
+        def round_trip(job: ReadJob) -> object:
+            reading = readers.submit(job)
+            assert reading is not None
+            return reading.future.result(30)
+
+        report.add("inprocess.read_worker_us", f"audit: request read by a reader process, round trip, {where}",
+                   per_call_us(round_trip, jobs, calls), "us")
+        started = time.process_time()  # every thread of this process: the pool's own included
+        for index in range(calls):
+            round_trip(jobs[index % len(jobs)])
+        report.add("inprocess.read_worker_cpu_us", f"  of which: CPU of the proxy's process (send, receive), {where}",
+                   (time.process_time() - started) / calls * 1e6, "us")
+    finally:
+        readers.shutdown()
+
+
 def per_call_us[T](call: Callable[[T], object], inputs: Sequence[T], calls: int) -> float:
     """Median wall time of one call, in microseconds, cycling through ``inputs`` (after one warm-up call).
 
@@ -551,6 +584,7 @@ def measure_inprocess(settings: Settings, report: Report) -> None:
                per_call_us(snapshot, firsts, snapshot_calls), "us")
     report.add("inprocess.snapshot_later_us", f"audit: prefix snapshot, a later turn, {where}",
                per_call_us(snapshot, laters, snapshot_calls), "us")
+    measure_reading(raws, calls, where, report)
     del raws, ascii_raws, bodies, firsts, laters
     streams = {"anthropic": (Dialect.ANTHROPIC, anthropic_events), "openai": (Dialect.OPENAI_CHAT, openai_events)}
     for name, (dialect, build) in streams.items():
