@@ -24,7 +24,15 @@ from mitmproxy.net.encoding import decode
 from mitmproxy.version import VERSION as MITMPROXY_VERSION
 
 from cachepin import handover, lifecycle, options, settings
-from cachepin.audit import Audit, Recorded, RequestFacts, read_request
+from cachepin.audit import (
+    Audit,
+    Recorded,
+    RequestFacts,
+    header_facts,
+    parses_body,
+    read_request,
+    reads_in_order,
+)
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
 from cachepin.request.body_edit import exact_body
 from cachepin.request.dialects import Dialect, dialect_for, websocket_dialect_for
@@ -45,7 +53,6 @@ from cachepin.turns.ledger import Ledger
 from cachepin.turns.turn import Verdict
 from cachepin.turns.verdicts import Expect
 from cachepin.views.content_view import TURN_KEY, render, turn_facts
-from cachepin.views.files import append_line
 from cachepin.views.flow_comment import inject_note, turn_comment, with_turn
 from cachepin.views.metrics import Metrics, listen_address, reconfigured
 from cachepin.views.table import summary_table
@@ -84,18 +91,12 @@ class CacheAudit:
         for name, problem in options.deferred_problems(options.AUDIT, ctx.options.deferred).items():
             logger.error("cachepin: %s", problem)  # mitmproxy exits 1 on an error at startup, instead of
             del ctx.options.deferred[name]  # dropping this script without a word for a value it cannot apply
-        stashed = handover.take((id(ctx.master), self.name))
-        if isinstance(stashed, tuple):  # a hot reload: keep what the old instance counted, and what it awaits
-            (self.audit, self.in_flight), self.explainer_handed_over = stashed, True
-        sockets = handover.take((id(ctx.master), f"{self.name}.sockets"))
-        if isinstance(sockets, dict):
-            self.sockets = sockets
-        metrics = handover.take((id(ctx.master), f"{self.name}.metrics"))
-        if isinstance(metrics, Metrics):  # still serving: its port and counts go on
-            self.metrics = metrics
-        readers = handover.take((id(ctx.master), f"{self.name}.readers"))
-        if isinstance(readers, Readers):  # its processes go on
-            self.readers = self.turns.readers = readers
+        kept = handover.take((id(ctx.master), self.name))
+        if isinstance(kept, lifecycle.HandedOver):  # a hot reload: what the old instance counted, awaits and serves
+            self.audit, self.in_flight, self.sockets = kept.audit, kept.in_flight, kept.sockets
+            self.metrics, self.readers = kept.metrics, kept.readers
+            self.turns.readers = kept.readers
+            self.explainer_handed_over = True
         contentviews.add(UsageContentview())
 
     def configure(self, updated: set[str]) -> None:
@@ -110,19 +111,14 @@ class CacheAudit:
                     logger.info("cachepin audit: Prometheus metrics at %s", self.metrics.url)
             if updated & {"affinity_salt", "confdir"}:
                 self.audit.salt = proxy_salt(ctx.options.affinity_salt, ctx.options.confdir)
+            options.resumable(ctx.options.cache_resume, ctx.options.cache_events)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
-        if ctx.options.cache_resume and not ctx.options.cache_events:
-            raise exceptions.OptionsError("cache_resume needs cache_events: the file to read the earlier turns from "
-                                          "(and to append this run's to)")
         if "cache_report_interval" in updated and self.is_running:
             self._schedule_reports()
-        if "cache_workers" in updated and ctx.options.cache_workers != self.readers.processes:
-            self.readers.close()
-            self.readers.processes = ctx.options.cache_workers
-            if self.is_running:
-                self.readers.start()
-        if updated & {"cache_ttl_scale", "cache_minimums", "cache_max_sessions", "cache_explain"}:
+        if "cache_workers" in updated:
+            self.readers.resize(ctx.options.cache_workers, self.is_running)
+        if updated & settings.EXPLAINER_OPTIONS:
             if not keep_explainer:  # a reload configures every option, all unchanged: keep the explainer's state
                 self.audit.explainer = _new_explainer()
         self.ledger.expect = Expect(ctx.options.cache_expect)
@@ -172,7 +168,7 @@ class CacheAudit:
             return
         self.in_flight[flow.id] = flow
         self.requests[flow.id] = self._pending(flow, dialect)
-        self._forget_the_oldest()
+        _forget_the_oldest(self.requests, self.in_flight)
 
     def _pending(self, flow: http.HTTPFlow, dialect: Dialect) -> Pending:
         # The inject addon's parse counts only for an unencoded body: decoding one here would cost what waiting saves.
@@ -181,22 +177,16 @@ class CacheAudit:
         if ctx.options.cache_diagnostics:  # the edit must be made before the body leaves: read it now
             return self._ask_for_diagnostics(flow, dialect, body)
         reader = _request_reader(flow, dialect, body, self.audit)
-        if (dialect is Dialect.OPENAI_RESPONSES and _pinned(flow) is None
-                and from_headers(flow.request.headers).session_id is None):
-            return reader  # it may continue a response of a turn before it: read after those are recorded
+        if reads_in_order(dialect, _pinned(flow), flow.request.headers):
+            return reader
+        if not parses_body(flow.request.headers, _pinned(flow), explain=ctx.options.cache_explain,
+                           judged=self.ledger.expecting):
+            return reader()  # the headers are all it reads: at once, and never worth a reader process's round trip
         reading = self._read_in_worker(flow, dialect)
         if reading is not None:
             return reading
-        try:
-            asyncio.get_running_loop().call_later(READ_DELAY, self._read_request, flow.id)
-        except RuntimeError:  # no event loop (hooks called directly): response reads it
-            pass
+        _read_later(functools.partial(self._read_request, flow.id))
         return reader
-
-    def _forget_the_oldest(self) -> None:
-        for pending in (self.requests, self.in_flight):
-            if len(pending) > MAX_PENDING:
-                pending.pop(next(iter(pending)))
 
     def _read_in_worker(self, flow: http.HTTPFlow, dialect: Dialect) -> Reading | None:
         """The request sent to a reader process (``cachepin/worker.py``); None: read it here."""
@@ -206,7 +196,7 @@ class CacheAudit:
         coding = request.headers.get("content-encoding", "")
         job = ReadJob(dialect, flow.id, request.timestamp_start, dict(request.headers.items()), _pinned(flow),
                       request.raw_content, coding, decode if coding else None, ctx.options.cache_explain,
-                      _judged(), self.audit.salt)
+                      self.ledger.expecting, self.audit.salt)
         reading = self.readers.submit(job)
         if reading is not None:
             loop = asyncio.get_running_loop()
@@ -298,10 +288,7 @@ class CacheAudit:
         read = functools.cache(_create_reader(flow, create, message.timestamp, self.audit))
         for ended in socket.responses.begin(create.lane, read, message.timestamp):
             self._socket_turn(socket, ended)
-        try:  # read it once it has gone upstream, as a POST's body is (see request)
-            asyncio.get_running_loop().call_later(READ_DELAY, read)
-        except RuntimeError:  # no event loop (hooks called directly): read when its response ends
-            pass
+        _read_later(read)
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """A socket that ended with responses in flight: an error turn each (one that closes idle, no turn)."""
@@ -312,8 +299,7 @@ class CacheAudit:
         socket = self.sockets.get(flow.id)
         if socket is None:  # its first message (also after a reload that handed over nothing, and in a replay)
             socket = self.sockets[flow.id] = Socket(flow, flow.comment)
-            if len(self.sockets) > MAX_PENDING:
-                self.sockets.pop(next(iter(self.sockets)))
+            _forget_the_oldest(self.sockets)
         return socket
 
     def _end_socket(self, flow: http.HTTPFlow, reason: str) -> None:
@@ -324,18 +310,10 @@ class CacheAudit:
 
     def _socket_turn(self, socket: _Socket, ended: Ended[Callable[[], RequestFacts]]) -> None:
         """One turn of a socket; its flow's comment says the latest one (a socket holds any number)."""
-        flow, extracted = socket.flow, ended.extracted
-        if extracted.warning:
-            logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
-        status = flow.response.status_code if flow.response is not None else 0
-
-        def record(request: RequestFacts) -> None:
-            recorded = self.audit.record(request, extracted, flow_id=flow.id, started_at=ended.started_at,
-                                         status=status, stream=True, first_byte_at=ended.first_byte_at,
-                                         ended_at=ended.ended_at)
-            self._publish(flow, request, extracted, recorded, socket.comment)
-
-        self._in_order(flow, ended.request or _create_reader(flow, None, ended.started_at, self.audit), record)
+        flow = socket.flow
+        self._in_order(flow, ended.request or _create_reader(flow, None, ended.started_at, self.audit),
+                       ended.extracted, socket=socket, started_at=ended.started_at, stream=True,
+                       first_byte_at=ended.first_byte_at, ended_at=ended.ended_at)
 
     def running(self) -> None:
         self.is_running = True
@@ -348,14 +326,19 @@ class CacheAudit:
     def _schedule_reports(self) -> None:
         if self.reporter is not None:
             self.reporter.cancel()
-            self.reporter = None
         self.reporter = lifecycle.rewrite_every(ctx.options.cache_report_interval, self._rewrite_reports)
 
-    def _rewrite_reports(self) -> None:
-        """Judges min_hit and writes the report files, as ``cache.report`` does without its table."""
+    def _rewrite_reports(self, *, table: bool = False) -> None:
+        """Judges min_hit and writes the report files: on the ``cache_report_interval`` timer, and for
+        ``cache.report``, which logs the per-session ``table`` too."""
         for message in self.ledger.finalize():
             logger.error("cachepin audit FAILED: %s", message)
-        self._write_reports()
+        if table:
+            for row in summary_table(self.ledger).splitlines():
+                logger.info("cachepin %s", row)
+        for option, error in self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit,
+                                                         ctx.options.cache_html).items():
+            self._cannot_write(option, error)
 
     def _settle_in_flight(self) -> None:
         """Records the responses still running as error turns (or complete ones, if their final usage was read).
@@ -376,42 +359,43 @@ class CacheAudit:
         self.in_flight.pop(flow.id, None)
         if flow.metadata.get(TURN_KEY) or flow.id in self.queued:
             return  # response and error both fired for this flow: one turn only
-        if extracted.warning:
-            logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
         response = flow.response
-        status = response.status_code if response is not None else 0
         stream = response is not None and scanner_for(response.headers.get("content-type", "")) is not None
-        ended_at = response.timestamp_end if response is not None else None
-        first_byte_at = tap.first_byte_at if tap is not None else None
         self.queued.add(flow.id)
+        self._in_order(flow, self._request(flow, dialect), extracted, started_at=flow.request.timestamp_start,
+                       stream=stream, first_byte_at=tap.first_byte_at if tap is not None else None,
+                       ended_at=response.timestamp_end if response is not None else None)
 
-        def record(request: RequestFacts) -> None:
-            self.queued.discard(flow.id)
-            recorded = self.audit.record(request, extracted, flow_id=flow.id, started_at=flow.request.timestamp_start,
-                                         status=status, stream=stream, first_byte_at=first_byte_at, ended_at=ended_at)
-            flow.metadata[TURN_KEY] = turn_facts(request.session_id, recorded.turn, recorded.cost)
-            self._publish(flow, request, extracted, recorded, flow.comment)
-
-        self._in_order(flow, self._request(flow, dialect), record)
-
-    def _in_order(self, flow: http.HTTPFlow, request: Pending, record: Callable[[RequestFacts], None]) -> None:
-        """Records a turn once its request is read, after the turns whose responses ended before it.
+    def _in_order(self, flow: http.HTTPFlow, request: Pending, extracted: Extracted, *, started_at: float,
+                  stream: bool, first_byte_at: float | None, ended_at: float | None,
+                  socket: _Socket | None = None) -> None:
+        """Records a turn once its request is read, after the turns whose responses ended before it. A
+        ``socket``'s turn goes after the comment its flow had when the socket opened, and is not kept on the flow
+        for the content view: a socket holds any number.
 
         Nothing waits for it: the response goes on to the client at once, and
         a flow whose turn is recorded after its hook is shown anew (its
         comment, its mark) when it is.
         """
+        if extracted.warning:
+            logger.warning("cachepin audit: flow %s: %s", flow.id, extracted.warning)
         if self.closed:  # it began as the proxy shut down, after the reports (mitmproxy ends it at once)
             logger.info("cachepin audit: flow %s ended after the final reports; not audited", flow.id)
             return
+        status = flow.response.status_code if flow.response is not None else 0
         in_hook = True
 
-        def recorded(facts: RequestFacts) -> None:
-            record(facts)
+        def record(facts: RequestFacts) -> None:
+            self.queued.discard(flow.id)
+            recorded = self.audit.record(facts, extracted, flow_id=flow.id, started_at=started_at, status=status,
+                                         stream=stream, first_byte_at=first_byte_at, ended_at=ended_at)
+            if socket is None:
+                flow.metadata[TURN_KEY] = turn_facts(facts.session_id, recorded.turn, recorded.cost)
+            self._publish(flow, facts, extracted, recorded, flow.comment if socket is None else socket.comment)
             if not in_hook:
                 self.updated.append(flow)
 
-        self.turns.add(request, recorded)
+        self.turns.add(flow.id, request, record, lambda: header_facts(flow.id, flow.request.headers, _pinned(flow)))
         self._drain()
         in_hook = False
 
@@ -427,8 +411,8 @@ class CacheAudit:
                  comment: str) -> None:
         """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
         turn, failures, line, cost = recorded
-        if not extracted.warning and (unpriced := self.audit.unpriced(turn)):  # at most one WARNING a flow: the
-            logger.warning("cachepin audit: %s", unpriced)  # model is named at its next turn that warned of nothing
+        if unpriced := self.audit.unpriced(turn, warned=bool(extracted.warning)):
+            logger.warning("cachepin audit: %s", unpriced)
         logger.info(line)  # after the flow's warnings: a reader of the log that sees it has seen them
         if self.metrics is not None:
             self.metrics.observe(turn, cost)
@@ -440,12 +424,8 @@ class CacheAudit:
         # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
         # exit 1: replayed failures are warnings, and done() still exits 3 (or 4, for a lost event line).
         level = logging.ERROR if flow.live else logging.WARNING
-        if ctx.options.cache_events:
-            try:
-                append_line(ctx.options.cache_events, self.audit.event_line(request, recorded))
-            except OSError as e:
-                self.audit.unwritten.add("cache_events")  # a line is lost: done() exits with status 4
-                self._cannot_write("cache_events", e, level)
+        if (error := self.audit.append_event(ctx.options.cache_events, request, recorded)) is not None:
+            self._cannot_write("cache_events", error, level)
         for message in failures:
             logger.log(level, "cachepin audit FAILED: %s", message)
 
@@ -461,17 +441,8 @@ class CacheAudit:
     def report(self) -> str:
         """Judge min_hit, log the per-session table, write the report files; returns the JSON report path."""
         self._drain(wait=True)  # every response that ended is in the report
-        for message in self.ledger.finalize():
-            logger.error("cachepin audit FAILED: %s", message)
-        for row in summary_table(self.ledger).splitlines():
-            logger.info("cachepin %s", row)
-        self._write_reports()
+        self._rewrite_reports(table=True)
         return ctx.options.cache_report
-
-    def _write_reports(self) -> None:
-        for option, error in self.audit.write_reports(ctx.options.cache_report, ctx.options.cache_junit,
-                                                         ctx.options.cache_html).items():
-            self._cannot_write(option, error)
 
     def _cannot_write(self, option: str, error: OSError, level: int = logging.ERROR) -> None:
         logger.log(level, "cachepin audit: cannot write %s %s: %s", option, getattr(ctx.options, option), error)
@@ -491,10 +462,8 @@ class CacheAudit:
             self._settle_in_flight()
         self.report()
         if not ctx.master.should_exit.is_set():
-            handover.give((id(ctx.master), self.name), (self.audit, self.in_flight))
-            handover.give((id(ctx.master), f"{self.name}.sockets"), self.sockets)
-            handover.give((id(ctx.master), f"{self.name}.metrics"), self.metrics)
-            handover.give((id(ctx.master), f"{self.name}.readers"), self.readers)
+            kept = lifecycle.HandedOver(self.audit, self.in_flight, self.sockets, self.metrics, self.readers)
+            handover.give((id(ctx.master), self.name), kept)
             return
         self.closed = True
         if self.metrics is not None:
@@ -571,14 +540,26 @@ def _request_reader(flow: http.HTTPFlow, dialect: Dialect, body: dict | None,
 def _reader(flow: http.HTTPFlow, dialect: Dialect, started_at: float, body: Callable[[], dict | None],
             audit: Audit) -> Callable[[], RequestFacts]:
     """``audit.read_request`` of a flow, to call later, with the options as they are now (when it was sent)."""
-    explain, judged = ctx.options.cache_explain, _judged()
+    explain, judged = ctx.options.cache_explain, audit.ledger.expecting
     return lambda: read_request(dialect, flow_id=flow.id, started_at=started_at, headers=flow.request.headers,
                                 pinned=_pinned(flow), body=body, explain=explain, chains=audit.chains,
                                 judged=judged, salt=audit.salt)
 
 
-def _judged() -> bool:
-    return settings.judged(ctx.options.cache_expect, ctx.options.cache_min_hit)
+def _read_later(read: Callable[[], object]) -> None:
+    """Calls ``read`` once the request has gone upstream (``request`` says why); with no event loop (hooks called
+    directly), nothing: the request is read when its response ends."""
+    try:
+        asyncio.get_running_loop().call_later(READ_DELAY, read)
+    except RuntimeError:
+        pass
+
+
+def _forget_the_oldest(*pending: dict) -> None:
+    """Past ``MAX_PENDING`` entries, the oldest goes: a flow that never ends must not hold memory for ever."""
+    for held in pending:
+        if len(held) > MAX_PENDING:
+            held.pop(next(iter(held)))
 
 
 def _exact_content(request: http.Request) -> bytes | None:

@@ -14,8 +14,12 @@ The packages are the stages of a flow, in the order data moves through them
 - ``views``: what people and programs see: log lines, the table, the JSON
   report and events, JUnit, the mitmweb content view.
 
-``audit`` ties the stages into one turn per response; ``options`` parses the
-addons' option values; ``handover`` keeps state across a hot reload.
+Above them: ``audit`` ties the stages into one turn per response; ``worker``
+reads requests in reader processes, off mitmproxy's event loop; ``options``
+declares the addons' options and parses their values, and ``settings`` makes
+the explainer of the audit's; ``lifecycle`` is the audit's life around its
+flows (resumed at start, reports on a timer, SIGHUP, what a hot reload hands
+over, the exit status); ``handover`` keeps state across a hot reload.
 """
 
 __version__ = "0.1.0"  # the same as pyproject.toml's (tests/rules/test_runtime_imports.py checks)

@@ -2,10 +2,12 @@
 
 The audit addon only adapts hooks to these steps: ``read_request`` when the
 request has gone upstream (what the request says: session, model, prefix
-snapshot), ``Audit.record`` when the response has ended or failed (the turn,
-its miss reason, the failures it caused and its log line), and
-``Audit.write_reports`` at shutdown and on ``cache.report``. Keeping the policy
-here lets it be tested, and benchmarked, without a proxy.
+snapshot; ``reads_in_order`` says when it must wait for the turns before it),
+``Audit.record`` when the response has ended or failed (the turn, its miss
+reason, the failures it caused and its log line), ``Audit.append_event`` for
+its event line, and ``Audit.write_reports`` at shutdown and on
+``cache.report``. Keeping the policy here lets it be tested, and benchmarked,
+without a proxy.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from cachepin.turns.models import DEFAULT_PRICES, PriceTable
 from cachepin.turns.pricing import Cost, cost
 from cachepin.turns.turn import Turn
 from cachepin.views.events import Event, Run, event_line, replay
-from cachepin.views.files import write_atomic
+from cachepin.views.files import append_line, write_atomic
 from cachepin.views.html import report_html
 from cachepin.views.junit import junit_xml
 from cachepin.views.log_line import turn_log_line
@@ -94,12 +96,8 @@ def read_request(
     parsed or not): a session id in a header spares the parse, unless a gate
     is ``judged``: then the thread and position the body shows are needed.
     """
-    if not explain and not judged:
-        header = from_headers(headers)
-        if pinned is None and header.session_id is not None:
-            pinned = header.session_id, header.source
-        if pinned is not None:
-            return RequestFacts(*pinned, None, None, thread_of(headers, None, dialect, salt))
+    if not parses_body(headers, pinned, explain=explain, judged=judged):
+        return header_facts(flow_id, headers, pinned)._replace(thread=thread_of(headers, None, dialect, salt))
     parsed = body()
     if pinned is None:
         resolution = resolve(headers, parsed, dialect, chains, salt)
@@ -112,6 +110,31 @@ def read_request(
         return RequestFacts(*pinned, None, None, thread, position, continues=continues)
     snapshot = Snapshot.from_request(dialect, parsed, started_at) if parsed else None
     return RequestFacts(*pinned, _request_model(parsed), snapshot, thread, position, continues=continues)
+
+
+def reads_in_order(dialect: Dialect, pinned: tuple[str, str] | None, headers: Mapping[str, str]) -> bool:
+    """Whether the request must be read after the turns recorded before it, not ahead of them (in a reader
+    process, or on a timer while it goes upstream).
+
+    An OpenAI Responses request whose session neither the inject addon
+    (``pinned``) nor a header names is resolved through the response it
+    continues (``previous_response_id``, ``Audit.chains``): that may be the
+    response of a turn not recorded yet, whose id is learnt only when it is.
+    """
+    return dialect is Dialect.OPENAI_RESPONSES and pinned is None and from_headers(headers).session_id is None
+
+
+def parses_body(headers: Mapping[str, str], pinned: tuple[str, str] | None, *, explain: bool, judged: bool) -> bool:
+    """Whether ``read_request`` parses the body: for the explainer, for a gate, or to find the session."""
+    return explain or judged or (pinned is None and from_headers(headers).session_id is None)
+
+
+def header_facts(flow_id: str, headers: Mapping[str, str], pinned: tuple[str, str] | None) -> RequestFacts:
+    """What a request's headers (or the inject addon) alone say: the facts of a turn whose body could not be read."""
+    if pinned is None:
+        header = from_headers(headers)
+        pinned = (header.session_id, header.source) if header.session_id else (f"{UNIDENTIFIED}:{flow_id}", "none")
+    return RequestFacts(*pinned, None, None)
 
 
 class Audit:
@@ -197,12 +220,13 @@ class Audit:
                 return known
         return request.thread
 
-    def unpriced(self, turn: Turn) -> str | None:
+    def unpriced(self, turn: Turn, *, warned: bool = False) -> str | None:
         """A warning for the adapter to log on the first successful turn of a model the price table does not
         know, None on any other turn: one line per model, not per turn (at most ``MAX_UNPRICED`` models). A turn
-        without a model name has nothing to name: it is counted in the totals only."""
+        without a model name has nothing to name: it is counted in the totals only. A flow that ``warned``
+        already (its figures) gets no second WARNING: the model is named at its next turn that warned of nothing."""
         model = turn.model
-        if (not turn.ok or not turn.provider or not model or model in self.unpriced_models
+        if (warned or not turn.ok or not turn.provider or not model or model in self.unpriced_models
                 or len(self.unpriced_models) >= MAX_UNPRICED or self.prices.get(model) is not None):
             return None
         self.unpriced_models.add(model)
@@ -230,6 +254,22 @@ class Audit:
         turn = recorded.turn
         return event_line(request.session_id, request.source, turn, self.ledger.thread_state(request.session_id, turn),
                           self.run, time.time(), lambda _: recorded.cost)
+
+    def append_event(self, path: str, request: RequestFacts, recorded: Recorded) -> OSError | None:
+        """Appends the turn's event line to ``path`` (``cache_events``; empty: none); returns the error of a line
+        that could not be written, for the adapter to log.
+
+        That line is lost for good, so ``cache_events`` stays in ``unwritten``
+        (the exit status says so) even if the next line is written.
+        """
+        if not path:
+            return None
+        try:
+            append_line(path, self.event_line(request, recorded))
+        except OSError as e:
+            self.unwritten.add("cache_events")
+            return e
+        return None
 
     def resume(self, events: Iterable[Event]) -> int:
         """Seeds the ledger with the turns of events (``cache_resume``, ``scripts/report``), judged again as they

@@ -1,9 +1,10 @@
-"""The audit's life around its flows: resumed at start, reports rewritten on a timer, ended on SIGHUP, and the
-exit status it ends with.
+"""The audit's life around its flows: resumed at start, reports rewritten on a timer, ended on SIGHUP, handed
+over across a hot reload, and the exit status it ends with.
 
-The audit addon calls these from its ``running``, ``configure`` and ``done``
-hooks; what they need of mitmproxy comes in as plain values and callables (a
-shutdown, a rewrite of the reports), so they are tested without a proxy.
+The audit addon calls these from its ``load``, ``running``, ``configure`` and
+``done`` hooks; what they need of mitmproxy comes in as plain values and
+callables (a shutdown, a rewrite of the reports), so they are tested without a
+proxy.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Set
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from cachepin.audit import Audit
+from cachepin.audit import Audit, RequestFacts
+from cachepin.response.websocket import Socket
 from cachepin.views.events import merged
+from cachepin.views.metrics import Metrics
+from cachepin.worker import Readers
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,18 @@ def end_on_hangup(shutdown: Callable[[], object]) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, shutdown)
     except (RuntimeError, NotImplementedError, ValueError):  # no running loop, or not the main thread
         pass
+
+
+@dataclass
+class HandedOver[F]:
+    """What a hot reload hands from the old instance of the audit to the new one (``handover``): the counts, the
+    flows of type ``F`` whose turns are awaited, and the servers and processes, which go on serving."""
+
+    audit: Audit
+    in_flight: dict[str, F]  # by flow id: requests sent, their turn not recorded yet
+    sockets: dict[str, Socket[F, Callable[[], RequestFacts]]]  # by flow id: Responses WebSockets in flight
+    metrics: Metrics | None
+    readers: Readers
 
 
 class Exit(NamedTuple):

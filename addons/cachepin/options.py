@@ -352,3 +352,11 @@ def check(declared: Sequence[Option], updated: set[str], value_of: Callable[[str
     for option in declared:
         if option.name in updated and option.check is not None:
             option.check(value_of(option.name))
+
+
+def resumable(resume: bool, events: str) -> None:
+    """``cache_resume`` with ``cache_events``: the earlier turns are read back from the events file, so resuming
+    without one is refused, whichever of the two options changed last."""
+    if resume and not events:
+        raise ValueError("cache_resume needs cache_events: the file to read the earlier turns from "
+                         "(and to append this run's to)")

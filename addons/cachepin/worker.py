@@ -21,9 +21,11 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker
 from typing import NamedTuple
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding cachepin/
 WAIT_AT_END = 30.0  # s a report waits for one request still being read before reading it here
+PARENT_CHECK = 1.0  # s between a worker's checks that the proxy that started it still runs
 
 
 class ReadJob(NamedTuple):
@@ -104,7 +107,8 @@ class Readers:
         if not self.enabled or self._pool is not None:
             return
         try:
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.processes, mp_context=_SPAWN)
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.processes, mp_context=_SPAWN,
+                                                                initializer=_end_with, initargs=(os.getpid(),))
             with _importable():
                 self._ready = self._pool.submit(_ready)
         except (BrokenProcessPool, OSError, RuntimeError) as e:  # cannot start one at all (limits, no /dev/shm)
@@ -151,7 +155,19 @@ class Readers:
         except TimeoutError:
             logger.warning("cachepin audit: flow %s: the request reader process did not answer in %.0f s; read in "
                            "the proxy instead", reading.job.flow_id, timeout or 0)
+        except CancelledError:  # its pool was closed before it ran (cache_workers changed, or it broke): read here
+            pass
         return read(reading.job)
+
+    def resize(self, processes: int, running: bool) -> None:
+        """``cache_workers`` changed: a pool's size is fixed when it starts, so the old one is closed and the new
+        one started at once if the proxy is ``running`` (else by ``start`` when it runs)."""
+        if processes == self.processes:
+            return
+        self.close()
+        self.processes = processes
+        if running:
+            self.start()
 
     def close(self) -> None:
         pool, self._pool, self._ready, self._announced = self._pool, None, None, False
@@ -188,6 +204,17 @@ class _importable:
             sys.path.remove(PACKAGE_ROOT)
 
 
+def _end_with(proxy: int) -> None:
+    """A worker's start: it ends when the proxy does, even when the proxy is killed (SIGKILL, OOM) and cannot
+    say so; it would otherwise wait for jobs for ever, and so would the resource tracker it shares."""
+    def watch() -> None:
+        while os.getppid() == proxy:
+            time.sleep(PARENT_CHECK)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="cachepin-parent-watch", daemon=True).start()
+
+
 def _ready() -> int:
     """A new worker's first job: it has imported cachepin (to find this function) and can read requests."""
     return os.getpid()
@@ -207,22 +234,32 @@ class Turns:
 
     def __init__(self, readers: Readers) -> None:
         self.readers = readers
-        self._queue: deque[tuple[Pending, Callable[[RequestFacts], None]]] = deque()
+        self._queue: deque[tuple[str, Pending, Callable[[RequestFacts], None], Callable[[], RequestFacts]]] = deque()
 
     def __len__(self) -> int:
         return len(self._queue)
 
-    def add(self, pending: Pending, record: Callable[[RequestFacts], None]) -> None:
-        self._queue.append((pending, record))
+    def add(self, flow_id: str, pending: Pending, record: Callable[[RequestFacts], None],
+            fallback: Callable[[], RequestFacts]) -> None:
+        """``fallback``: the facts to record the turn with should reading its request fail (a bug): the turn
+        is kept, with what the headers said, and the turns after it are not held up."""
+        self._queue.append((flow_id, pending, record, fallback))
 
     def drain(self, wait: bool = False) -> None:
         while self._queue:
-            pending, record = self._queue[0]
-            if isinstance(pending, Reading):
-                if not pending.future.done() and not wait:
-                    return
-                facts = self.readers.facts(pending, WAIT_AT_END)
-            else:
-                facts = pending if isinstance(pending, RequestFacts) else pending()
+            flow_id, pending, record, fallback = self._queue[0]
+            if isinstance(pending, Reading) and not pending.future.done() and not wait:
+                return
             self._queue.popleft()
+            try:
+                facts = self._facts(pending)
+            except Exception:
+                logger.exception("cachepin audit: flow %s: its request could not be read; its turn is recorded "
+                                 "with what the headers said", flow_id)
+                facts = fallback()
             record(facts)
+
+    def _facts(self, pending: Pending) -> RequestFacts:
+        if isinstance(pending, Reading):
+            return self.readers.facts(pending, WAIT_AT_END)
+        return pending if isinstance(pending, RequestFacts) else pending()

@@ -162,3 +162,24 @@ def test_a_worker_reports_what_the_proxy_reads_itself(simulator, mitmdump, tmp_p
         assert bool(ready_pids(proxy)) == bool(workers)
     assert reports[0] == reports[1]
     assert {turn["verdict"] for session in reports[0] for turn in session["turns"]} >= {"cold", "hit"}
+
+
+def test_a_killed_proxy_leaves_no_reader_behind(simulator, mitmdump, tmp_path: Path) -> None:
+    """SIGKILL (the OOM killer, a hard stop) gives the proxy no chance to stop its reader: the reader sees that
+    its parent is gone and ends, and with it the resource tracker that ``spawn`` started."""
+    proxy = audit(mitmdump, simulator, tmp_path, workers=1)
+    reader = until_a_worker_reads(proxy)
+    children = [int(pid) for task in Path(f"/proc/{proxy.proc.pid}/task").iterdir()
+                for pid in (task / "children").read_text().split()]
+    assert reader in children and len(children) == 2  # the reader and the resource tracker
+    proxy.proc.kill()
+    proxy.proc.wait(10)
+    assert wait_until(lambda: not any(map(alive, children)), timeout=15), children
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped (by whatever init this machine has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from bodies import anthropic_body
 
-from cachepin.audit import MAX_UNPRICED, UNIDENTIFIED, Audit, Recorded, RequestFacts, read_request
+from cachepin.audit import MAX_UNPRICED, UNIDENTIFIED, Audit, Recorded, RequestFacts, read_request, reads_in_order
 from cachepin.request.chains import ResponseChains
 from cachepin.request.diagnostics_edit import ThreadKey
 from cachepin.request.dialects import Dialect
@@ -137,6 +137,19 @@ def test_a_responses_request_continuing_a_known_response_joins_its_session() -> 
     body = {"model": "gpt-5", "previous_response_id": "resp_1", "input": "Now?"}
     read_facts = read({}, Body(body), dialect=Dialect.OPENAI_RESPONSES, chains=chains)
     assert (read_facts.session_id, read_facts.source) == ("s-earlier", "body:previous_response_id")
+
+
+@pytest.mark.parametrize(("dialect", "pinned", "headers", "in_order"), [
+    (Dialect.OPENAI_RESPONSES, None, {}, True),  # its session may be a response's not recorded yet
+    (Dialect.OPENAI_RESPONSES, None, {"X-Session-Id": "s-1"}, False),  # a header names it
+    (Dialect.OPENAI_RESPONSES, ("s-inject", "fingerprint"), {}, False),  # the inject addon resolved it
+    (Dialect.OPENAI_RESPONSES, None, {"x-session-id": "bad id with spaces"}, True),  # not a valid id: none named
+    (Dialect.ANTHROPIC, None, {}, False),  # continues no response by id
+    (Dialect.OPENAI_CHAT, None, {}, False),
+])
+def test_an_unnamed_responses_request_is_read_after_the_turns_before_it(
+        dialect: Dialect, pinned: tuple[str, str] | None, headers: dict[str, str], in_order: bool) -> None:
+    assert reads_in_order(dialect, pinned, headers) is in_order
 
 
 # --- record: the turn, its reasons, what it teaches the audit -------------------------------------------------
@@ -308,6 +321,14 @@ def test_an_unpriced_model_is_warned_about_once() -> None:
     assert audit.price(turn) is None
 
 
+def test_a_flow_that_warned_already_names_its_unpriced_model_at_its_next_turn() -> None:
+    audit = Audit()
+    turn = record(audit, facts(), Extracted(usage(0, model="house-llm-1"))).turn
+    assert audit.unpriced(turn, warned=True) is None and not audit.unpriced_models  # one WARNING a flow
+    assert audit.unpriced(turn) is not None
+    assert audit.unpriced(turn) is None
+
+
 @pytest.mark.parametrize("make", [
     lambda audit: record(audit, facts(), Extracted(usage(0))).turn,  # priced
     lambda audit: record(audit, facts(), Extracted(error="overloaded_error"), status=529).turn,  # an error
@@ -395,6 +416,32 @@ def test_a_file_that_cannot_be_written_keeps_neither_the_others_nor_its_next_wri
     assert audit.unwritten == {"cache_report"}
     assert audit.write_reports(str(tmp_path / "report.json"), "") == {}
     assert audit.unwritten == set()
+
+
+def test_append_event_appends_the_turns_event_line(tmp_path: Path) -> None:
+    audit, events = Audit(), tmp_path / "events.jsonl"
+    for n in range(2):
+        request = facts(position=Position.START if n == 0 else Position.CONTINUATION)
+        assert audit.append_event(str(events), request, record(audit, request, Extracted(usage(0)), at=n)) is None
+    lines = events.read_text().splitlines()
+    assert [(parse_event(line).session_id, parse_event(line).flow_id) for line in lines] == [
+        ("s-1", "flow-0"), ("s-1", "flow-1")]
+    assert audit.unwritten == set()
+
+
+def test_append_event_writes_nothing_without_a_file(tmp_path: Path) -> None:
+    audit = Audit()
+    assert audit.append_event("", facts(), record(audit, facts(), Extracted(usage(0)))) is None
+    assert list(tmp_path.iterdir()) == [] and audit.unwritten == set()
+
+
+def test_a_lost_event_line_stays_lost(tmp_path: Path) -> None:
+    audit, events = Audit(), tmp_path / "events.jsonl"
+    error = audit.append_event(str(tmp_path / "missing-folder" / "events.jsonl"), facts(),
+                               record(audit, facts(), Extracted(usage(0))))
+    assert isinstance(error, OSError) and audit.unwritten == {"cache_events"}
+    assert audit.append_event(str(events), facts(), record(audit, facts(), Extracted(usage(0)), at=2)) is None
+    assert events.exists() and audit.unwritten == {"cache_events"}  # the next line written: the lost one is not
 
 
 # --- Responses chains: a request that continues a response is in that response's thread -----------------------

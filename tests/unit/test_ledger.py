@@ -661,3 +661,24 @@ def test_a_folded_session_evicted_and_back_is_numbered_on() -> None:
     play(ledger, [ok(0)], session_id="b")  # evicts "a"
     play(ledger, [ok(0)], session_id="a")
     assert [turn.index for turn in ledger.sessions[0].turns] == [6]
+
+
+@pytest.mark.parametrize(("expect", "min_hit", "expecting"), [
+    ("off", 0, False),
+    ("warm", 0, True),
+    ("off", 1, True),
+    ("warm", 80, True),
+])
+def test_a_gate_is_set_by_either_expectation(expect: str, min_hit: int, expecting: bool) -> None:
+    """The audit reads a request's body for its thread and position when a gate is set, even without the
+    explainer."""
+    assert Ledger(expect=expect, min_hit=min_hit).expecting is expecting
+
+
+def test_a_gate_set_after_the_ledger_is_made_counts() -> None:
+    """The audit's ``configure`` sets the expectations on the ledger it already holds."""
+    ledger = Ledger()
+    ledger.expect, ledger.min_hit = Expect("warm"), 0
+    assert ledger.expecting
+    ledger.expect, ledger.min_hit = Expect("off"), 0
+    assert not ledger.expecting

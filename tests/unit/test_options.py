@@ -122,3 +122,19 @@ def test_a_salt_is_the_proxys_own_or_long_enough_to_be_a_secret(value: str, acce
     else:
         with pytest.raises(ValueError, match="affinity_salt must be at least 16 characters"):
             options.salt(value)
+
+
+@pytest.mark.parametrize(("resume", "events", "refused"), [
+    (True, "", True),  # nothing to read the earlier turns from
+    (True, "events.jsonl", False),
+    (False, "", False),
+    (False, "events.jsonl", False),
+])
+def test_resuming_needs_an_events_file(resume: bool, events: str, refused: bool) -> None:
+    if not refused:
+        assert options.resumable(resume, events) is None
+        return
+    with pytest.raises(ValueError) as refusal:
+        options.resumable(resume, events)
+    assert str(refusal.value) == ("cache_resume needs cache_events: the file to read the earlier turns from "
+                                  "(and to append this run's to)")

@@ -1,5 +1,5 @@
-"""What the audit's option values mean together: the explainer they size and tune, the gates a request is read
-for."""
+"""What the audit's option values make together: the explainer they size and tune, and which of them start a new
+one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from bodies import anthropic_body
 from snapshots import snap
 
-from cachepin import settings
+from cachepin import options, settings
 from cachepin.response.usage import Usage
 from cachepin.turns.explain import Reason
 
@@ -41,11 +41,11 @@ def test_the_explainer_takes_the_options_text(ttl_scale: str, reason: Reason) ->
     assert found is not None and found.reason is reason
 
 
-@pytest.mark.parametrize(("expect", "min_hit", "judged"), [
-    ("off", 0, False),
-    ("warm", 0, True),
-    ("off", 1, True),
-    ("warm", 80, True),
-])
-def test_a_request_is_judged_when_a_gate_is_set(expect: str, min_hit: int, judged: bool) -> None:
-    assert settings.judged(expect, min_hit) is judged
+@pytest.mark.parametrize("changed", sorted(settings.EXPLAINER_OPTIONS))
+def test_the_options_that_start_a_new_explainer_are_the_audits(changed: str) -> None:
+    assert changed in {option.name for option in options.AUDIT}
+
+
+def test_every_option_the_explainer_is_built_from_starts_a_new_one() -> None:
+    built_from = {"cache_ttl_scale", "cache_minimums", "cache_max_sessions"}  # settings.explainer's parameters
+    assert built_from | {"cache_explain"} == settings.EXPLAINER_OPTIONS

@@ -11,6 +11,7 @@ import signal
 import time
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future
 
 import pytest
 from bodies import SECRET, anthropic_body, openai_body, tool_conversation
@@ -143,6 +144,38 @@ def test_no_worker_when_off_or_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
     assert frozen.submit(job_of(*REQUESTS[0])) is None
 
 
+@pytest.mark.parametrize(("before", "after", "running", "calls"), [
+    (1, 1, True, []),  # unchanged: the pool goes on
+    (1, 2, True, ["close", "start"]),  # a pool's size is fixed when it starts
+    (1, 2, False, ["close"]),  # started when the proxy runs
+    (2, 0, True, ["close", "start"]),  # start does nothing when off
+    (0, 3, False, ["close"]),
+])
+def test_a_new_size_closes_the_pool_and_starts_one_if_running(monkeypatch: pytest.MonkeyPatch, before: int,
+                                                               after: int, running: bool, calls: list[str]) -> None:
+    pool = Readers(before)
+    made: list[str] = []
+    monkeypatch.setattr(pool, "close", lambda: made.append("close"))
+    monkeypatch.setattr(pool, "start", lambda: made.append("start"))
+    pool.resize(after, running)
+    assert (pool.processes, made) == (after, calls)
+
+
+def test_a_resized_pool_reads_with_its_new_size() -> None:
+    pool = Readers(0)
+    pool.resize(1, running=True)
+    try:
+        deadline = time.monotonic() + 60
+        while (reading := pool.submit(job_of(*REQUESTS[0]))) is None:
+            assert time.monotonic() < deadline, "the reader process did not start"
+            time.sleep(0.05)
+        assert as_data(pool.facts(reading, 30)) == as_data(in_process(reading.job))
+        pool.resize(0, running=True)
+        assert not pool.enabled and pool.submit(job_of(*REQUESTS[0])) is None
+    finally:
+        pool.close()
+
+
 class FakeFuture:
     def __init__(self, facts: RequestFacts) -> None:
         self.facts, self.ready = facts, False
@@ -162,9 +195,13 @@ def test_turns_are_recorded_in_the_order_their_responses_ended() -> None:
     recorded: list[str] = []
     turns = Turns(Readers(0))
     slow = FakeFuture(facts_named("first"))
-    turns.add(Reading(job_of(*REQUESTS[0]), slow, None), lambda f: recorded.append(f.session_id))  # type: ignore[arg-type]
-    turns.add(facts_named("second"), lambda f: recorded.append(f.session_id))
-    turns.add(lambda: facts_named("third"), lambda f: recorded.append(f.session_id))
+
+    def add(pending: object) -> None:
+        turns.add("flow", pending, lambda f: recorded.append(f.session_id), lambda: facts_named("fallback"))  # type: ignore[arg-type]
+
+    add(Reading(job_of(*REQUESTS[0]), slow, None))  # type: ignore[arg-type]
+    add(facts_named("second"))
+    add(lambda: facts_named("third"))
     turns.drain()
     assert recorded == [] and len(turns) == 3  # the first holds the ones after it
     slow.ready = True
@@ -175,7 +212,30 @@ def test_turns_are_recorded_in_the_order_their_responses_ended() -> None:
 def test_drain_waits_for_every_turn_when_asked() -> None:
     recorded: list[str] = []
     turns = Turns(Readers(0))
-    turns.add(Reading(job_of(*REQUESTS[0]), FakeFuture(facts_named("late")), None),  # type: ignore[arg-type]
-              lambda f: recorded.append(f.session_id))
+    turns.add("flow", Reading(job_of(*REQUESTS[0]), FakeFuture(facts_named("late")), None),  # type: ignore[arg-type]
+              lambda f: recorded.append(f.session_id), lambda: facts_named("fallback"))
     turns.drain(wait=True)
     assert recorded == ["late"]
+
+
+def test_a_request_that_cannot_be_read_keeps_its_turn_and_holds_up_none(caplog: pytest.LogCaptureFixture) -> None:
+    recorded: list[str] = []
+    turns = Turns(Readers(0))
+
+    def broken() -> RequestFacts:
+        raise KeyError("a bug in the reading")
+
+    for pending in (broken, facts_named("after")):
+        turns.add("flow-9", pending, lambda f: recorded.append(f.session_id), lambda: facts_named("from-headers"))
+    with caplog.at_level(logging.ERROR):
+        turns.drain()
+    assert recorded == ["from-headers", "after"]
+    assert "flow flow-9: its request could not be read" in caplog.text
+
+
+def test_a_job_cancelled_with_its_pool_is_read_here() -> None:
+    """Closing a pool (cache_workers changed, or it broke) cancels the jobs it had not started."""
+    future: Future[RequestFacts] = Future()
+    future.cancel()
+    job = job_of(*REQUESTS[0])
+    assert as_data(Readers(1).facts(Reading(job, future, None))) == as_data(in_process(job))

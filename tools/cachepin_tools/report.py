@@ -16,13 +16,12 @@ from collections.abc import Iterator, Sequence
 
 from cachepin import options
 from cachepin.audit import Audit
+from cachepin.lifecycle import EXIT_EXPECTATIONS_FAILED, EXIT_OUTPUT_FAILED
 from cachepin.turns.verdicts import Expect
 from cachepin.views.events import Event, merged
 from cachepin.views.table import summary_table
 
-EXIT_BAD_INPUT = 2
-EXIT_EXPECTATIONS_FAILED = 3
-EXIT_OUTPUT_FAILED = 4
+EXIT_BAD_INPUT = 2  # the others are the addon's (cachepin.lifecycle)
 PROGRESS_EVERY = 100_000  # turns between progress lines on stderr
 FLAGS = {"cache_report": "--json", "cache_junit": "--junit", "cache_html": "--html"}
 

@@ -330,6 +330,8 @@ class Ledger:
 
     @property
     def expecting(self) -> bool:
+        """A gate is set (``cache_expect``, ``cache_min_hit``): a run or session that proves nothing fails, and
+        the audit reads a request's body for its thread and position even without the explainer."""
         return self.expect is Expect.WARM or self.min_hit > 0
 
     @property

@@ -398,6 +398,7 @@ class Load:
     rates: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     cpu_ms: list[float] = field(default_factory=list)  # the mitmdump process's CPU time per request, per round
+    loop_ms: list[float] = field(default_factory=list)  # of which its main thread's: mitmproxy's event loop
 
 
 def measure_throughput(settings: Settings, report: Report) -> None:
@@ -420,6 +421,10 @@ def measure_throughput(settings: Settings, report: Report) -> None:
             for name in _CONTENDERS:
                 report.add(f"throughput.cpu_ms.{encoding}.{mode}.{name}", f"CPU per request, {where}, {_LABELS[name]}",
                            median(chosen[name].cpu_ms), "ms")
+            for name in _CONTENDERS:
+                report.add(f"throughput.loop_ms.{encoding}.{mode}.{name}",
+                           f"  of which on the event loop, {where}, {_LABELS[name]}",
+                           median(chosen[name].loop_ms), "ms")
             for name in _WITH_ADDONS:
                 baseline = chosen[BASELINE[name]]
                 ratio = median([a / p for a, p in zip(chosen[name].rates, baseline.rates, strict=True)])
@@ -451,13 +456,14 @@ async def _throughput_rounds(settings: Settings, started: dict[str, Process]) ->
                     runs = (("sequential", group[:1], settings.sequential_requests),
                             ("concurrent", group, settings.concurrent_requests))
                     for mode, clients, count in runs:
-                        cpu_before = cpu_seconds(pids[name])
+                        cpu_before, loop_before = cpu_seconds(pids[name]), loop_seconds(pids[name])
                         rate, latencies = await _drive(clients, bodies, headers, count if index >= 0 else 2)
                         if index >= 0:
                             load = loads.setdefault((name, encoding, mode), Load())
                             load.rates.append(rate)
                             load.latencies += latencies
                             load.cpu_ms.append((cpu_seconds(pids[name]) - cpu_before) * 1000 / len(latencies))
+                            load.loop_ms.append((loop_seconds(pids[name]) - loop_before) * 1000 / len(latencies))
     finally:
         await close_all(connections)
     return loads
@@ -466,12 +472,20 @@ async def _throughput_rounds(settings: Settings, started: dict[str, Process]) ->
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time so far of a process and the processes it started and runs (the audit's request
     readers: their work is the proxy's too). Linux ``/proc``; 0 elsewhere, and the column reads 0."""
+    return _stat_seconds(f"/proc/{pid}/stat") + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def loop_seconds(pid: int) -> float:
+    """The CPU time of a process's main thread: mitmproxy's event loop, which every flow waits for."""
+    return _stat_seconds(f"/proc/{pid}/task/{pid}/stat")
+
+
+def _stat_seconds(path: str) -> float:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(path).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return own + sum(cpu_seconds(child) for child in _children(pid))
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:

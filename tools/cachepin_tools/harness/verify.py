@@ -18,13 +18,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from cachepin.lifecycle import EXIT_EXPECTATIONS_FAILED  # the status the audit addon makes mitmdump exit with
 from cachepin_tools.harness.command import RunError, at_least, entry_point, fail
 from cachepin_tools.harness.conversations import DEFAULT_MODELS, PROVIDERS, SYSTEM_TOKENS, conversations
 from cachepin_tools.harness.passes import run_pass
 from cachepin_tools.harness.present import failure_lines, reason_lines, session_table
 from cachepin_tools.harness.target import SIMULATOR_AUDIT_OPTIONS, Target, start_simulator
 
-EXIT_EXPECTATIONS_FAILED = 3  # the audit addon's exit status (addons/cache_audit.py)
 NO_KEY = "cachepin-verify-no-key"  # sent when no --api-key-env is given: the simulator ignores keys
 
 _DESCRIPTION = f"""\
