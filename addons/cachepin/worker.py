@@ -113,6 +113,7 @@ class Readers:
                 self._ready = self._pool.submit(_ready)
         except (BrokenProcessPool, OSError, RuntimeError) as e:  # cannot start one at all (limits, no /dev/shm)
             logger.warning("cachepin audit: cannot start a request reader process (%s); reading in the proxy", e)
+            self.processes = 0  # not tried again at every request (a new cache_workers value tries again)
             self.close()
 
     def submit(self, job: ReadJob) -> Reading | None:

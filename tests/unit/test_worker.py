@@ -239,3 +239,18 @@ def test_a_job_cancelled_with_its_pool_is_read_here() -> None:
     future.cancel()
     job = job_of(*REQUESTS[0])
     assert as_data(Readers(1).facts(Reading(job, future, None))) == as_data(in_process(job))
+
+
+def test_a_worker_that_cannot_start_is_not_tried_at_every_request(monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr("concurrent.futures.ProcessPoolExecutor", refuse)
+    readers = Readers(1)
+    with caplog.at_level(logging.WARNING):
+        readers.start()
+        assert [readers.submit(job_of(*REQUESTS[0])) for _ in range(3)] == [None] * 3
+    assert not readers.enabled
+    assert [r.getMessage() for r in caplog.records] == [
+        "cachepin audit: cannot start a request reader process (no /dev/shm); reading in the proxy"]
