@@ -7,7 +7,8 @@ API request, with an id that is the same for every turn of a conversation.
 
     mitmdump -s addons/inject.py --mode reverse:https://api.anthropic.com
 
-The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it.
+The logic lives in ``cachepin/`` (no mitmproxy imports); this file adapts it, with the pinning of a flow in
+``cachepin_mitmproxy/inject_pinning.py``.
 """
 
 from __future__ import annotations
@@ -21,19 +22,20 @@ from cachepin import handover, options
 from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import prompt_cache_key_edit
 from cachepin.request.chains import ResponseChains
-from cachepin.request.dialects import Dialect, dialect_for, is_websocket_upgrade, websocket_dialect_for
+from cachepin.request.dialects import Dialect, dialect_for
 from cachepin.request.salt import proxy_salt
 from cachepin.request.seen import SeenSessions
-from cachepin.request.session import Resolution, from_headers, resolve, set_session_headers
+from cachepin.request.session import from_headers, resolve
 from cachepin.request.tee import KEYED_DIALECTS, RequestTee, may_stream, settle
 from cachepin.response.readers import StreamTap, usage_from_body
-from cachepin.views.flow_comment import inject_note
+from cachepin_mitmproxy.inject_pinning import InjectPinning
 
 logger = logging.getLogger(__name__)
 
 
-class Inject:
+class Inject(InjectPinning):
     name = "cachepin_inject"
+    logger = logger  # the mixins log through it: their lines are this script's, as they always were
 
     def __init__(self) -> None:
         self.scope: flowfilter.TFilter | None = None
@@ -91,9 +93,9 @@ class Inject:
             if flow.request.stream is False and not flow.is_replay and may_stream(ctx.options, dialect):
                 flow.request.stream = RequestTee()  # nothing needs the body before it leaves
             if flow.request.stream:  # no request hook will read the body: say it now
-                _warn(flow.metadata["cachepin"].pop("rejected", []))
+                self._warn(flow.metadata["cachepin"].pop("rejected", []))
         elif flow.request.stream:
-            _warn(resolution.problems())
+            self._warn(resolution.problems())
             logger.warning(
                 "cachepin inject: request body of %s is streamed and its headers carry no session id; "
                 "not pinned (raise stream_large_bodies to let cachepin read the body)",
@@ -113,14 +115,14 @@ class Inject:
             flow.metadata[METADATA_KEY] = (raw, body)  # for the audit, so that it does not parse the body again
             resolution = resolve(flow.request.headers, body, dialect, self.chains, self.salt)
             if resolution.session_id is None:
-                _warn(resolution.problems())
+                self._warn(resolution.problems())
                 logger.debug("cachepin inject: nothing identifies the conversation of %s", flow.id)
                 return
             self._pin(flow, resolution)
         problems = flow.metadata["cachepin"].pop("rejected", [])
         if ctx.options.affinity_prompt_cache_key and dialect in KEYED_DIALECTS:
             problems += self._add_prompt_cache_key(flow, body)
-        _warn(problems)  # one line per flow, whatever went wrong
+        self._warn(problems)  # one line per flow, whatever went wrong
 
     def response(self, flow: http.HTTPFlow) -> None:
         """Learns the id of a pinned Responses response, for the request that continues it."""
@@ -146,51 +148,6 @@ class Inject:
         """The parse left for the audit has served by now: saved flows must not carry the body twice."""
         flow.metadata.pop(METADATA_KEY, None)
 
-    def is_handshake(self, flow: http.HTTPFlow) -> bool:
-        """A live WebSocket upgrade in scope: Responses over a WebSocket, or what ``affinity_scope`` names."""
-        request = flow.request
-        upgrade = request.headers.get("upgrade", "")
-        if not flow.live or not is_websocket_upgrade(request.method, upgrade):
-            return False
-        if self.exclude is not None and self.exclude(flow):
-            return False
-        if self.scope is not None:
-            return bool(self.scope(flow))
-        return websocket_dialect_for(request.method, request.path, upgrade) is not None
-
-    def _pin_handshake(self, flow: http.HTTPFlow) -> None:
-        """The upgrade is all the socket's conversation sends in headers, and it has no body: headers decide.
-
-        Without a session id in them the socket is left unpinned (one INFO
-        line): a WebSocket is one connection, routed once, so its turns share
-        one upstream all the same; only a reconnect may land elsewhere.
-        """
-        resolution = from_headers(flow.request.headers, ctx.options.affinity_session)
-        if resolution.session_id is None:
-            _warn(resolution.problems())
-            logger.info("cachepin inject: WebSocket %s carries no session id in its headers; not pinned (its turns "
-                        "share one connection; send X-Session-Id or set affinity_session to pin reconnects too)",
-                        flow.request.path.split("?", 1)[0])
-            return
-        self._pin(flow, resolution)
-        _warn(flow.metadata["cachepin"].pop("rejected", []))
-
-    def _pin(self, flow: http.HTTPFlow, resolution: Resolution) -> None:
-        session_id = resolution.session_id
-        assert session_id is not None
-        injected = set_session_headers(flow.request.headers, ctx.options.affinity_headers, session_id,
-                                       ctx.options.affinity_override)
-        flow.metadata["cachepin"] = {"session_id": session_id, "source": resolution.source, "injected": injected}
-        if resolution.rejected:  # warned about once the request hook knows of every problem
-            flow.metadata["cachepin"]["rejected"] = resolution.problems()
-        note = inject_note(session_id, resolution.source)
-        flow.comment = f"{flow.comment}\n{note}" if flow.comment else note
-        headers = ",".join(injected) or "-"
-        if self.seen.add(session_id):
-            logger.info("cachepin inject new session=%s source=%s headers=%s", session_id, resolution.source, headers)
-        else:
-            logger.debug("cachepin inject session=%s source=%s headers=%s", session_id, resolution.source, headers)
-
     def _add_prompt_cache_key(self, flow: http.HTTPFlow, body: dict | None) -> list[str]:
         """Adds the key where the body allows it exactly; returns the problems worth a warning."""
         pinned = flow.metadata["cachepin"]
@@ -215,11 +172,6 @@ def _parse_filter(option: str, spec: str) -> flowfilter.TFilter | None:
         raise ValueError(
             f"{option}: invalid filter expression {spec!r} (see mitmproxy's filter syntax, e.g. '~d api.example.com')"
         ) from None
-
-
-def _warn(problems: list[str]) -> None:
-    if problems:
-        logger.warning("cachepin inject: %s", "; ".join(problems))
 
 
 addons = [Inject()]

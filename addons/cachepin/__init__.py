@@ -1,7 +1,9 @@
 """cachepin: the logic behind the mitmproxy addons, free of mitmproxy imports.
 
-The addons in ``addons/`` are thin adapters; everything here is pure functions
-and small classes, so that it can be tested, benchmarked and reused alone.
+The addon scripts in ``addons/`` and the mixins of ``addons/cachepin_mitmproxy/`` are
+thin adapters, which this package never imports; everything here is pure
+functions and small classes, so that it can be tested, benchmarked and reused
+alone.
 The packages are the stages of a flow, in the order data moves through them
 (each imports only from the stages before it):
 

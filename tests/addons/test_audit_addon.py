@@ -25,6 +25,7 @@ from mitmproxy.test import taddons, tflow
 from cachepin import handover
 from cachepin.response.readers import StreamTap
 from cachepin.turns.verdicts import short_id
+from cachepin_mitmproxy import audit_requests
 from cachepin_tools.wire import anthropic, bedrock, framing, gemini, openai
 from cachepin_tools.wire.tokens import Tokens
 
@@ -437,7 +438,7 @@ async def test_an_intercepted_request_is_read_after_its_edit(addon: CacheAudit) 
         flow = make_flow(case.path, response=case.response(0, 100), headers={"x-session-id": "s"})
         flow.intercept()
         addon.request(flow)
-        await asyncio.sleep(cache_audit.READ_DELAY * 3)  # a user takes longer than the early read to edit
+        await asyncio.sleep(audit_requests.READ_DELAY * 3)  # a user takes longer than the early read to edit
         flow.request.content = json.dumps({**case.request(PROMPT), "model": "claude-opus-4-6"}).encode()
         flow.resume()
         addon.response(flow)
@@ -448,7 +449,7 @@ async def test_an_intercepted_request_is_read_after_its_edit(addon: CacheAudit) 
 def parsed(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every request body the audit parses, recorded instead of parsed."""
     bodies: list[bytes] = []
-    monkeypatch.setattr(cache_audit, "parse_json_object", lambda data: bodies.append(data))
+    monkeypatch.setattr(audit_requests, "parse_json_object", lambda data: bodies.append(data))
     return bodies
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import cache_audit
 import pytest
 from bodies import tool_conversation
 from cache_audit import CacheAudit
@@ -17,6 +16,7 @@ from mitmproxy.test import taddons, tflow
 from cachepin.audit import RequestFacts
 from cachepin.request import body
 from cachepin.turns.turn import Turn, Verdict
+from cachepin_mitmproxy import audit_requests
 
 
 def llm_flow(body: dict, headers: dict | None = None) -> http.HTTPFlow:
@@ -48,7 +48,7 @@ def compares_next_turn(addon: CacheAudit, body: dict) -> bool:
 
 
 async def test_the_request_is_read_before_its_response_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_audit, "READ_DELAY", 0)
+    monkeypatch.setattr(audit_requests, "READ_DELAY", 0)
     addon = CacheAudit()
     with taddons.context(addon):
         flow = llm_flow(tool_conversation(2), {"x-session-id": "s1"})
@@ -102,7 +102,7 @@ async def test_both_addons_parse_a_request_body_once(monkeypatch: pytest.MonkeyP
         for hook in ("requestheaders", "request"):
             for addon in (inject, audit):
                 getattr(addon, hook)(flow)
-        await asyncio.sleep(cache_audit.READ_DELAY * 2)
+        await asyncio.sleep(audit_requests.READ_DELAY * 2)
         answer(flow, read=0)
         audit.response(flow)
     assert parsed.count(flow.request.raw_content) == 1
@@ -111,7 +111,7 @@ async def test_both_addons_parse_a_request_body_once(monkeypatch: pytest.MonkeyP
 
 
 def test_requests_that_never_end_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache_audit, "MAX_PENDING", 3)
+    monkeypatch.setattr(audit_requests, "MAX_PENDING", 3)
     addon = CacheAudit()
     with taddons.context(addon):
         flows = [llm_flow(tool_conversation(1)) for _ in range(10)]

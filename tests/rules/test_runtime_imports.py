@@ -1,7 +1,8 @@
 """The code's import rules.
 
-Runtime code must run on a bare mitmproxy: the stdlib, mitmproxy and mitmproxy's own dependencies; the stages of
-``cachepin/`` import only earlier stages, without cycles. And what checks cachepin must not share its code: the
+Runtime code must run on a bare mitmproxy: the stdlib, mitmproxy and mitmproxy's own dependencies, and the addons'
+own ``cachepin`` and ``adapters``; ``cachepin/`` imports neither mitmproxy nor the adapters, and its stages import
+only earlier stages, without cycles. And what checks cachepin must not share its code: the
 gateway simulator's cache model and the wire kit that renders every fake server's answers import nothing from
 ``cachepin``, directly or through another ``cachepin_tools`` module, so a bug in cachepin cannot be copied into
 the figures it is checked against.
@@ -24,8 +25,8 @@ MITMPROXY_DEPENDENCIES = {
     "OpenSSL", "certifi", "kaitaistruct", "ldap3", "publicsuffix2", "pyparsing", "ruamel", "sortedcontainers",
     "tornado", "urwid", "asgiref", "flask", "aioquic", "bcrypt",
 }
-ALLOWED = set(sys.stdlib_module_names) | MITMPROXY_DEPENDENCIES | {"cachepin", "compression"}
-FILES = sorted(ADDONS.rglob("*.py"))
+ALLOWED = set(sys.stdlib_module_names) | MITMPROXY_DEPENDENCIES | {"cachepin", "cachepin_mitmproxy", "compression"}
+FILES = sorted(ADDONS.rglob("*.py"))  # the scripts, cachepin_mitmproxy/ and cachepin/
 
 
 OPTIONAL = {"prometheus_client": ADDONS / "cachepin" / "views" / "metrics.py"}  # an extra, and the module using it
@@ -86,8 +87,8 @@ def test_a_guarded_extra_is_imported_only_where_its_absence_is_caught(name: str,
 
 @pytest.mark.parametrize("path", sorted((ADDONS / "cachepin").rglob("*.py")),
                          ids=lambda p: str(p.relative_to(ADDONS / "cachepin")))
-def test_the_logic_does_not_import_mitmproxy(path: Path) -> None:
-    assert not {"mitmproxy", "mitmproxy_rs"} & imported_roots(path)
+def test_the_logic_does_not_import_mitmproxy_nor_its_adapters(path: Path) -> None:
+    assert not {"mitmproxy", "mitmproxy_rs", "cachepin_mitmproxy"} & imported_roots(path)
 
 
 STAGES = ("request", "response", "turns", "views")  # the order data flows through cachepin/
