@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding cachepin/
 WAIT_AT_END = 30.0  # s a report waits for one request still being read before reading it here
 PARENT_CHECK = 1.0  # s between a worker's checks that the proxy that started it still runs
+SHUTDOWN_WAIT = 5.0  # s the proxy's exit waits for its workers to end before it terminates them
+STALLED = 10.0  # s a read may take before the turns behind it stop waiting for it (read here instead)
 
 
 class ReadJob(NamedTuple):
@@ -81,6 +83,7 @@ class Reading(NamedTuple):
     job: ReadJob
     future: Future[RequestFacts]
     pool: object  # the pool it went to: only its own breakage closes the pool
+    sent_at: float  # time.monotonic() when it was sent
 
 
 class Readers:
@@ -95,6 +98,8 @@ class Readers:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ready: Future[int] | None = None  # the new pool's first job: its process id, once it can read
         self._announced = False
+        self._retired: list[multiprocessing.process.BaseProcess] = []  # processes of pools closed since: joined
+        # at shutdown, so that none outlives the proxy
 
     @property
     def enabled(self) -> bool:
@@ -137,7 +142,7 @@ class Readers:
                         self.processes)
         try:
             with _importable():
-                return Reading(job, self._pool.submit(read, job), self._pool)
+                return Reading(job, self._pool.submit(read, job), self._pool, time.monotonic())
         except (BrokenProcessPool, RuntimeError):  # it died since: a new one for the requests after this one
             logger.warning("cachepin audit: the request reader process died; starting another (reading in the "
                            "proxy meanwhile)")
@@ -155,7 +160,9 @@ class Readers:
                 self.close()  # the next request starts a new pool
         except TimeoutError:
             logger.warning("cachepin audit: flow %s: the request reader process did not answer in %.0f s; read in "
-                           "the proxy instead", reading.job.flow_id, timeout or 0)
+                           "the proxy instead", reading.job.flow_id, time.monotonic() - reading.sent_at)
+            if reading.pool is self._pool:
+                self.close()  # hung: the jobs it holds are read here at once, the next request starts a new pool
         except CancelledError:  # its pool was closed before it ran (cache_workers changed, or it broke): read here
             pass
         return read(reading.job)
@@ -173,18 +180,36 @@ class Readers:
     def close(self) -> None:
         pool, self._pool, self._ready, self._announced = self._pool, None, None, False
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._retired += (getattr(pool, "_processes", None) or {}).values()  # CPython's, read before shutdown
+            pool.shutdown(wait=False, cancel_futures=True)  # drops it
 
-    def shutdown(self) -> None:
-        """At the proxy's exit: the workers ended and waited for, and so is the resource tracker ``spawn`` started
-        with them, so that no process outlives the proxy (a service manager or a test may count them)."""
+    def shutdown(self, timeout: float = SHUTDOWN_WAIT) -> None:
+        """At the proxy's exit: the workers end, within ``timeout`` or terminated (one may hang), and so does the
+        resource tracker ``spawn`` started with them, so that no process outlives the proxy."""
         pool, self._pool, self._ready = self._pool, None, None
-        if pool is None:
+        processes, self._retired = [*self._retired, *(getattr(pool, "_processes", None) or {}).values()], []
+        if pool is None and not processes:
             return
-        pool.shutdown(wait=True, cancel_futures=True)
+        deadline = time.monotonic() + timeout
+        ending = None
+        if pool is not None:  # its own shutdown, which also ends its threads and queues; bounded, as a worker may hang
+            ending = threading.Thread(target=pool.shutdown, kwargs={"cancel_futures": True}, daemon=True)
+            ending.start()
+            ending.join(timeout)
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+        if ending is not None:
+            ending.join(1.0)  # its processes have ended: so does it
         stop = getattr(getattr(resource_tracker, "_resource_tracker", None), "_stop", None)  # private, 3.12+:
         if callable(stop):  # without it the tracker ends a moment after the proxy, when its pipe closes
-            stop()
+            # It waits for the tracker, which waits for every process holding its pipe: another part of this
+            # process may hold one too, so the wait is bounded.
+            stopping = threading.Thread(target=stop, name="cachepin-tracker-stop", daemon=True)
+            stopping.start()
+            stopping.join(max(1.0, deadline - time.monotonic()))
 
 
 _SPAWN = multiprocessing.get_context("spawn")
@@ -249,7 +274,8 @@ class Turns:
     def drain(self, wait: bool = False) -> None:
         while self._queue:
             flow_id, pending, record, fallback = self._queue[0]
-            if isinstance(pending, Reading) and not pending.future.done() and not wait:
+            if (isinstance(pending, Reading) and not pending.future.done() and not wait
+                    and time.monotonic() - pending.sent_at < STALLED):
                 return
             self._queue.popleft()
             try:
@@ -262,5 +288,6 @@ class Turns:
 
     def _facts(self, pending: Pending) -> RequestFacts:
         if isinstance(pending, Reading):
-            return self.readers.facts(pending, WAIT_AT_END)
+            stalled = not pending.future.done() and time.monotonic() - pending.sent_at >= STALLED
+            return self.readers.facts(pending, 0 if stalled else WAIT_AT_END)
         return pending if isinstance(pending, RequestFacts) else pending()

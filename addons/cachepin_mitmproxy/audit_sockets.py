@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from cachepin.audit import Audit, RequestFacts
+from cachepin.audit import Audit, RequestFacts, reads_in_order
 from cachepin.request.dialects import Dialect
 from cachepin.response.websocket import CLOSED, Create, Ended, Socket, create_of
 from cachepin_mitmproxy.audit_requests import facts_reader, forget_the_oldest, read_later
 from cachepin_mitmproxy.audit_state import AuditSocket
 from cachepin_mitmproxy.audit_turns import AuditTurns
-from cachepin_mitmproxy.flows import socket_dialect_of
+from cachepin_mitmproxy.flows import pinned_of, socket_dialect_of
 
 
 class AuditSockets(AuditTurns):
@@ -40,7 +40,8 @@ class AuditSockets(AuditTurns):
         read = functools.cache(_create_reader(flow, create, message.timestamp, self.audit))
         for ended in socket.responses.begin(create.lane, read, message.timestamp):
             self._socket_turn(socket, ended)
-        read_later(read)
+        if not reads_in_order(Dialect.OPENAI_RESPONSES, pinned_of(flow), flow.request.headers):
+            read_later(read)  # else when its turn comes: it may continue a response recorded just before it
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:
         """A socket that ended with responses in flight: an error turn each (one that closes idle, no turn)."""

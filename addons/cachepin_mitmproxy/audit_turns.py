@@ -40,6 +40,7 @@ class AuditTurns(AuditState):
             self.logger.info("cachepin audit: flow %s ended after the final reports; not audited", flow.id)
             return
         status = flow.response.status_code if flow.response is not None else 0
+        live = flow.live  # now: mitmproxy marks a flow not live once its response has gone, before a late record
         in_hook = True
 
         def record(facts: RequestFacts) -> None:
@@ -48,7 +49,7 @@ class AuditTurns(AuditState):
                                          stream=stream, first_byte_at=first_byte_at, ended_at=ended_at)
             if socket is None:
                 flow.metadata[TURN_KEY] = turn_facts(facts.session_id, recorded.turn, recorded.cost)
-            self._publish(flow, facts, extracted, recorded, flow.comment if socket is None else socket.comment)
+            self._publish(flow, facts, extracted, recorded, flow.comment if socket is None else socket.comment, live)
             if not in_hook:
                 self.updated.append(flow)
 
@@ -65,8 +66,9 @@ class AuditTurns(AuditState):
             ctx.master.addons.trigger(hooks.UpdateHook(flows))
 
     def _publish(self, flow: http.HTTPFlow, request: RequestFacts, extracted: Extracted, recorded: Recorded,
-                 comment: str) -> None:
-        """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures."""
+                 comment: str, live: bool) -> None:
+        """A recorded turn's log line, flow comment (after ``comment``) and mark, event line and failures;
+        ``live``: whether the flow was live when its response ended."""
         turn, failures, line, cost = recorded
         if unpriced := self.audit.unpriced(turn, warned=bool(extracted.warning)):
             self.logger.warning("cachepin audit: %s", unpriced)
@@ -80,7 +82,7 @@ class AuditTurns(AuditState):
             flow.marked = MISS_MARK
         # A replay (-nr) reads its flows during startup, when mitmdump's ErrorCheck turns any ERROR into
         # exit 1: replayed failures are warnings, and done() still exits 3 (or 4, for a lost event line).
-        level = logging.ERROR if flow.live else logging.WARNING
+        level = logging.ERROR if live else logging.WARNING
         if (error := self.audit.append_event(ctx.options.cache_events, request, recorded)) is not None:
             self._cannot_write("cache_events", error, level)
         for message in failures:

@@ -8,48 +8,16 @@ import asyncio
 import json
 import logging
 import threading
-from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
-from bodies import tool_conversation
 from cache_audit import CacheAudit
-from mitmproxy import http
-from mitmproxy.test import taddons, tflow
+from held_readers import HeldReaders, llm_flow
+from mitmproxy.test import taddons
 
 from cachepin.audit import RequestFacts
-from cachepin.worker import Readers, Reading, ReadJob, read
-
-
-class HeldReaders(Readers):
-    """Readers whose jobs wait until the test lets them go."""
-
-    def __init__(self) -> None:
-        super().__init__(1)
-        self.readings: list[Reading] = []
-
-    def submit(self, job: ReadJob) -> Reading | None:
-        reading = Reading(job, Future(), self)
-        self.readings.append(reading)
-        return reading
-
-    @staticmethod
-    def answer(reading: Reading) -> None:
-        reading.future.set_result(read(reading.job))
-
-
-def llm_flow(turn: int) -> http.HTTPFlow:
-    body = json.dumps(tool_conversation(turn)).encode()
-    request = http.Request.make("POST", "https://api.example.com/v1/messages", body,
-                                {"content-type": "application/json", "x-session-id": "s1"})
-    flow = tflow.tflow(req=request, resp=False)
-    usage = {"input_tokens": 5, "cache_creation_input_tokens": 100, "cache_read_input_tokens": 0 if turn == 1 else 100,
-             "output_tokens": 7}
-    flow.response = http.Response.make(200, json.dumps({"type": "message", "model": "claude-sonnet-4-5",
-                                                        "usage": usage}).encode(),
-                                       {"content-type": "application/json"})
-    return flow
+from cachepin.worker import Readers, Reading
 
 
 def running_audit(tctx: taddons.context, addon: CacheAudit, **options: object) -> HeldReaders:
@@ -135,3 +103,23 @@ async def test_a_request_the_reader_cannot_take_is_read_in_the_proxy() -> None:
         assert not isinstance(addon.requests[flow.id], Reading | RequestFacts)  # read later, here
         addon.response(flow)
         assert recorded_flows(addon) == [flow.id]
+
+
+async def test_a_late_turn_of_a_live_flow_fails_at_error_level(caplog: pytest.LogCaptureFixture) -> None:
+    """mitmproxy marks a flow not live once its response has gone: a turn recorded after that is still live
+    traffic's, and its failures are ERRORs (a replay's are WARNINGs)."""
+    addon = CacheAudit()
+    with taddons.context(addon) as tctx:
+        readers = running_audit(tctx, addon, cache_expect="warm")
+        first, second = llm_flow(1), llm_flow(2, read=0)
+        for flow in (first, second):
+            addon.request(flow)
+            addon.response(flow)
+            flow.live = False  # its response went out
+        with caplog.at_level(logging.WARNING):
+            for reading in readers.readings:
+                readers.answer(reading)
+            await settled()
+        failed = [r for r in caplog.records if "cachepin audit FAILED" in r.getMessage()]
+        assert [r.levelname for r in failed] == ["ERROR"]
+

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from cache_audit import MISS_MARK, SHUT_DOWN, CacheAudit
 from flows import drive, harness, make_request, make_response, run_hook
+from held_readers import HeldReaders, llm_flow
 from inject import Inject
 from logs import captured_logs
 from mitmproxy import eventsequence, http
@@ -402,3 +404,30 @@ def test_handshakes_out_of_scope_are_not_touched(options: dict, path: str) -> No
         tctx.configure(inject, **options)
         socket = Socket(inject, path=path)
     assert "X-Session-Id" not in socket.flow.request.headers and not socket.flow.metadata and not socket.flow.comment
+
+
+async def test_a_socket_turn_behind_a_read_in_flight_still_finds_its_chain() -> None:
+    """Without inject or headers, a create's session comes from the response it continues: learned when the turn
+    before it is recorded, which may wait behind another flow's read in a reader process. The create is read
+    when its own turn comes, not before."""
+    audit = CacheAudit()
+    with harness(audit) as tctx:
+        readers = HeldReaders()
+        tctx.configure(audit)
+        audit.readers = audit.turns.readers = readers
+        audit.is_running = True
+        other = llm_flow(3, session="another-client")
+        audit.request(other)
+        audit.response(other)  # its turn waits for its read: the socket's turns queue behind it
+        socket = Socket(audit, headers=[])
+        for n, body in enumerate(BODIES):
+            socket.send(create({k: v for k, v in body.items() if k != "prompt_cache_key"}), T0 + 10 * n)
+            await asyncio.sleep(0.05)  # longer than the audit's usual wait before it reads a request
+            for k, message in enumerate(answer(warm(n), f"resp_{n}", ANSWERS[n])):
+                socket.send(message, T0 + 10 * n + 0.5 + k / 10, from_client=False)
+        readers.answer(readers.readings[0])
+        for _ in range(5):
+            await asyncio.sleep(0)
+    sessions = [s for s in audit.ledger.sessions if s.session_id != "another-client"]
+    assert [(s.source, [t.verdict.value for t in s.turns]) for s in sessions] == [
+        ("fingerprint", ["cold", "hit", "hit"])]

@@ -9,12 +9,14 @@ import logging
 import os
 import signal
 import time
+import types
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import Future
 
 import pytest
 from bodies import SECRET, anthropic_body, openai_body, tool_conversation
+from hanging import hangs_in_a_worker
 from mitmproxy.net.encoding import decode as _decode  # what the adapter passes, by reference
 
 from cachepin.audit import RequestFacts, read_request
@@ -66,14 +68,22 @@ def as_data(facts: RequestFacts) -> tuple:
 
 @pytest.fixture(scope="module")
 def readers() -> Iterator[Readers]:
+    pool, _ = ready_readers()
+    yield pool
+    pool.close()
+
+
+def ready_readers() -> tuple[Readers, int]:
+    """A pool of one reader that has answered a first job (requests before are read in the proxy), and its pid."""
     pool = Readers(1)
     pool.start()
     deadline = time.monotonic() + 60
-    while pool.submit(job_of(*REQUESTS[0])) is None:  # ready once its first job is answered
+    while (reading := pool.submit(job_of(*REQUESTS[0]))) is None:
         assert time.monotonic() < deadline, "the reader process did not start"
         time.sleep(0.05)
-    yield pool
-    pool.close()
+    pool.facts(reading, 30)
+    (worker,) = pool._pool._processes  # type: ignore[union-attr]
+    return pool, worker
 
 
 def submitted(readers: Readers, job: ReadJob) -> Reading:
@@ -110,15 +120,8 @@ def test_a_pinned_session_is_kept() -> None:
 
 
 def test_a_worker_that_dies_loses_no_request(caplog: pytest.LogCaptureFixture) -> None:
-    pool = Readers(1)
-    pool.start()
+    pool, worker = ready_readers()
     try:
-        deadline = time.monotonic() + 60
-        while (reading := pool.submit(job_of(*REQUESTS[0]))) is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        pool.facts(reading, 30)
-        (worker,) = pool._pool._processes  # type: ignore[union-attr]
         big = job_of(Dialect.ANTHROPIC, {}, {"messages": [{"role": "user", "content": "x" * 100}] * 200_000})
         readings = [submitted(pool, job) for job in [big, *(job_of(*request) for request in REQUESTS)]]
         os.kill(worker, signal.SIGKILL)  # busy with the big one (a second's parse): every job is in flight
@@ -199,7 +202,7 @@ def test_turns_are_recorded_in_the_order_their_responses_ended() -> None:
     def add(pending: object) -> None:
         turns.add("flow", pending, lambda f: recorded.append(f.session_id), lambda: facts_named("fallback"))  # type: ignore[arg-type]
 
-    add(Reading(job_of(*REQUESTS[0]), slow, None))  # type: ignore[arg-type]
+    add(Reading(job_of(*REQUESTS[0]), slow, None, time.monotonic()))  # type: ignore[arg-type]
     add(facts_named("second"))
     add(lambda: facts_named("third"))
     turns.drain()
@@ -212,7 +215,7 @@ def test_turns_are_recorded_in_the_order_their_responses_ended() -> None:
 def test_drain_waits_for_every_turn_when_asked() -> None:
     recorded: list[str] = []
     turns = Turns(Readers(0))
-    turns.add("flow", Reading(job_of(*REQUESTS[0]), FakeFuture(facts_named("late")), None),  # type: ignore[arg-type]
+    turns.add("flow", Reading(job_of(*REQUESTS[0]), FakeFuture(facts_named("late")), None, time.monotonic()),  # type: ignore[arg-type]
               lambda f: recorded.append(f.session_id), lambda: facts_named("fallback"))
     turns.drain(wait=True)
     assert recorded == ["late"]
@@ -238,7 +241,7 @@ def test_a_job_cancelled_with_its_pool_is_read_here() -> None:
     future: Future[RequestFacts] = Future()
     future.cancel()
     job = job_of(*REQUESTS[0])
-    assert as_data(Readers(1).facts(Reading(job, future, None))) == as_data(in_process(job))
+    assert as_data(Readers(1).facts(Reading(job, future, None, time.monotonic()))) == as_data(in_process(job))
 
 
 def test_a_worker_that_cannot_start_is_not_tried_at_every_request(monkeypatch: pytest.MonkeyPatch,
@@ -254,3 +257,29 @@ def test_a_worker_that_cannot_start_is_not_tried_at_every_request(monkeypatch: p
     assert not readers.enabled
     assert [r.getMessage() for r in caplog.records] == [
         "cachepin audit: cannot start a request reader process (no /dev/shm); reading in the proxy"]
+
+
+def test_a_hung_reader_holds_the_turns_behind_it_only_so_long_and_the_proxy_still_exits(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr("cachepin.worker.STALLED", 0.5)
+    # The resource tracker is this test process's, shared with the module's other pool: left alone here (the
+    # e2e tests see a real proxy's end); stopping it would clean that pool's semaphores from under it.
+    monkeypatch.setattr("cachepin.worker.resource_tracker", types.SimpleNamespace())
+    readers, worker = ready_readers()
+    hung = job_of(Dialect.ANTHROPIC, {}, anthropic_body(2), raw=json.dumps(anthropic_body(2)).encode(),
+                  coding="gzip")._replace(decode=hangs_in_a_worker)
+    turns, recorded = Turns(readers), []
+    for job in (hung, job_of(*REQUESTS[3]), job_of(*REQUESTS[5])):
+        reading = readers.submit(job)
+        assert reading is not None
+        turns.add(job.flow_id, reading, recorded.append, lambda: facts_named("fallback"))
+    time.sleep(0.6)
+    with caplog.at_level(logging.WARNING):
+        turns.drain()  # not waiting: the stalled head is read here, and the pool holding it is closed
+    assert [as_data(f) for f in recorded] == [as_data(in_process(job)) for job in
+                                               (hung, job_of(*REQUESTS[3]), job_of(*REQUESTS[5]))]
+    assert "did not answer in 1 s; read in the proxy instead" in caplog.text
+    started = time.monotonic()
+    readers.shutdown(timeout=1.0)  # the hung worker is terminated, not waited for
+    assert time.monotonic() - started < 5
+    assert not os.path.exists(f"/proc/{worker}") or "Z" in open(f"/proc/{worker}/stat").read().rsplit(")", 1)[1][:3]
