@@ -22,12 +22,13 @@ from cachepin import handover, options
 from cachepin.request.body import METADATA_KEY, parse_json_object
 from cachepin.request.body_edit import prompt_cache_key_edit
 from cachepin.request.chains import ResponseChains
-from cachepin.request.dialects import Dialect, dialect_for
+from cachepin.request.dialects import Dialect
 from cachepin.request.salt import proxy_salt
 from cachepin.request.seen import SeenSessions
 from cachepin.request.session import from_headers, resolve
 from cachepin.request.tee import KEYED_DIALECTS, RequestTee, may_stream, settle
 from cachepin.response.readers import StreamTap, usage_from_body
+from cachepin_mitmproxy.flows import dialect_of
 from cachepin_mitmproxy.inject_pinning import InjectPinning
 
 logger = logging.getLogger(__name__)
@@ -72,24 +73,18 @@ class Inject(InjectPinning):
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from None
 
-    def in_scope(self, flow: http.HTTPFlow) -> bool:
-        if self.exclude is not None and self.exclude(flow):
-            return False
-        if self.scope is not None:
-            return bool(self.scope(flow))
-        return dialect_for(flow.request.method, flow.request.path) is not None
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         """Pin from what the headers already say, so it also works when the body is streamed."""
         if self.is_handshake(flow):
             self._pin_handshake(flow)
             return
-        if not flow.live or not self.in_scope(flow):
+        if not flow.live or not self.in_scope(flow, dialect_of):
             return
         resolution = from_headers(flow.request.headers, ctx.options.affinity_session)
         if resolution.session_id is not None:
             self._pin(flow, resolution)  # an invalid header before the one used is warned about in request
-            dialect = dialect_for(flow.request.method, flow.request.path)
+            dialect = dialect_of(flow)
             if flow.request.stream is False and not flow.is_replay and may_stream(ctx.options, dialect):
                 flow.request.stream = RequestTee()  # nothing needs the body before it leaves
             if flow.request.stream:  # no request hook will read the body: say it now
@@ -105,9 +100,9 @@ class Inject(InjectPinning):
     def request(self, flow: http.HTTPFlow) -> None:
         """Pin from the body when the headers were not enough, and add prompt_cache_key if asked."""
         settle(flow.request)  # a body streamed by the tee is the request's content again
-        if not flow.live or flow.request.stream or not self.in_scope(flow):
+        if not flow.live or flow.request.stream or not self.in_scope(flow, dialect_of):
             return
-        dialect = dialect_for(flow.request.method, flow.request.path)
+        dialect = dialect_of(flow)
         body = None
         if "cachepin" not in flow.metadata:
             raw = flow.request.get_content(strict=False)
@@ -131,7 +126,7 @@ class Inject(InjectPinning):
         response = flow.response
         if not flow.live or pinned is None or response is None or response.status_code >= 400:
             return
-        if dialect_for(flow.request.method, flow.request.path) is not Dialect.OPENAI_RESPONSES:
+        if dialect_of(flow) is not Dialect.OPENAI_RESPONSES:
             return
         stream = response.stream
         if isinstance(stream, StreamTap):  # the audit addon's tap has read the stream

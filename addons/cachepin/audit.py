@@ -96,8 +96,8 @@ def read_request(
     parsed or not): a session id in a header spares the parse, unless a gate
     is ``judged``: then the thread and position the body shows are needed.
     """
-    if not parses_body(headers, pinned, explain=explain, judged=judged):
-        return header_facts(flow_id, headers, pinned)._replace(thread=thread_of(headers, None, dialect, salt))
+    if not explain and not judged and (named := named_session(headers, pinned)) is not None:  # see parses_body
+        return RequestFacts(*named, None, None, thread_of(headers, None, dialect, salt))
     parsed = body()
     if pinned is None:
         resolution = resolve(headers, parsed, dialect, chains, salt)
@@ -112,29 +112,35 @@ def read_request(
     return RequestFacts(*pinned, _request_model(parsed), snapshot, thread, position, continues=continues)
 
 
-def reads_in_order(dialect: Dialect, pinned: tuple[str, str] | None, headers: Mapping[str, str]) -> bool:
+def named_session(headers: Mapping[str, str], pinned: tuple[str, str] | None) -> tuple[str, str] | None:
+    """The session the inject addon pinned, else the one a header names (id, source); None: only the body can say."""
+    if pinned is not None:
+        return pinned
+    header = from_headers(headers)
+    return (header.session_id, header.source) if header.session_id is not None else None
+
+
+def reads_in_order(dialect: Dialect, named: tuple[str, str] | None) -> bool:
     """Whether the request must be read after the turns recorded before it, not ahead of them (in a reader
     process, or on a timer while it goes upstream).
 
     An OpenAI Responses request whose session neither the inject addon
-    (``pinned``) nor a header names is resolved through the response it
+    nor a header names (``named_session``) is resolved through the response it
     continues (``previous_response_id``, ``Audit.chains``): that may be the
     response of a turn not recorded yet, whose id is learnt only when it is.
     """
-    return dialect is Dialect.OPENAI_RESPONSES and pinned is None and from_headers(headers).session_id is None
+    return dialect is Dialect.OPENAI_RESPONSES and named is None
 
 
-def parses_body(headers: Mapping[str, str], pinned: tuple[str, str] | None, *, explain: bool, judged: bool) -> bool:
-    """Whether ``read_request`` parses the body: for the explainer, for a gate, or to find the session."""
-    return explain or judged or (pinned is None and from_headers(headers).session_id is None)
+def parses_body(named: tuple[str, str] | None, *, explain: bool, judged: bool) -> bool:
+    """Whether ``read_request`` parses the body: for the explainer, for a gate, or to find the session (``named``:
+    ``named_session``)."""
+    return explain or judged or named is None
 
 
 def header_facts(flow_id: str, headers: Mapping[str, str], pinned: tuple[str, str] | None) -> RequestFacts:
     """What a request's headers (or the inject addon) alone say: the facts of a turn whose body could not be read."""
-    if pinned is None:
-        header = from_headers(headers)
-        pinned = (header.session_id, header.source) if header.session_id else (f"{UNIDENTIFIED}:{flow_id}", "none")
-    return RequestFacts(*pinned, None, None)
+    return RequestFacts(*(named_session(headers, pinned) or (f"{UNIDENTIFIED}:{flow_id}", "none")), None, None)
 
 
 class Audit:

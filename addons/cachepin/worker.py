@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future
 from concurrent.futures.process import BrokenProcessPool
@@ -261,33 +261,43 @@ class Turns:
     def __init__(self, readers: Readers) -> None:
         self.readers = readers
         self._queue: deque[tuple[str, Pending, Callable[[RequestFacts], None], Callable[[], RequestFacts]]] = deque()
+        self._waiting: Counter[str] = Counter()  # flow ids in the queue (a socket's flow may hold several turns)
 
     def __len__(self) -> int:
         return len(self._queue)
+
+    def __contains__(self, flow_id: str) -> bool:
+        return self._waiting[flow_id] > 0
 
     def add(self, flow_id: str, pending: Pending, record: Callable[[RequestFacts], None],
             fallback: Callable[[], RequestFacts]) -> None:
         """``fallback``: the facts to record the turn with should reading its request fail (a bug): the turn
         is kept, with what the headers said, and the turns after it are not held up."""
         self._queue.append((flow_id, pending, record, fallback))
+        self._waiting[flow_id] += 1
 
     def drain(self, wait: bool = False) -> None:
         while self._queue:
             flow_id, pending, record, fallback = self._queue[0]
-            if (isinstance(pending, Reading) and not pending.future.done() and not wait
-                    and time.monotonic() - pending.sent_at < STALLED):
-                return
+            timeout = WAIT_AT_END
+            if isinstance(pending, Reading) and not pending.future.done():
+                if time.monotonic() - pending.sent_at >= STALLED:
+                    timeout = 0  # hung: read here, and the turns behind it go on
+                elif not wait:
+                    return
             self._queue.popleft()
+            self._waiting[flow_id] -= 1
+            if not self._waiting[flow_id]:
+                del self._waiting[flow_id]
             try:
-                facts = self._facts(pending)
+                facts = self._facts(pending, timeout)
             except Exception:
                 logger.exception("cachepin audit: flow %s: its request could not be read; its turn is recorded "
                                  "with what the headers said", flow_id)
                 facts = fallback()
             record(facts)
 
-    def _facts(self, pending: Pending) -> RequestFacts:
+    def _facts(self, pending: Pending, timeout: float) -> RequestFacts:
         if isinstance(pending, Reading):
-            stalled = not pending.future.done() and time.monotonic() - pending.sent_at >= STALLED
-            return self.readers.facts(pending, 0 if stalled else WAIT_AT_END)
+            return self.readers.facts(pending, timeout)
         return pending if isinstance(pending, RequestFacts) else pending()

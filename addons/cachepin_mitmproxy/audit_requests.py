@@ -10,7 +10,7 @@ from collections.abc import Callable
 from mitmproxy import ctx, http
 from mitmproxy.net.encoding import decode
 
-from cachepin.audit import Audit, RequestFacts, parses_body, read_request, reads_in_order
+from cachepin.audit import Audit, RequestFacts, named_session, parses_body, read_request, reads_in_order
 from cachepin.request.body import METADATA_KEY, parse_json_object, reuse
 from cachepin.request.body_edit import exact_body
 from cachepin.request.dialects import Dialect
@@ -78,24 +78,26 @@ class AuditRequests(AuditTurns):
         if ctx.options.cache_diagnostics:  # the edit must be made before the body leaves: read it now
             return self._ask_for_diagnostics(flow, dialect, body)
         reader = request_reader(flow, dialect, body, self.audit)
-        if reads_in_order(dialect, pinned_of(flow), flow.request.headers):
+        pinned = pinned_of(flow)
+        named = named_session(flow.request.headers, pinned)
+        if reads_in_order(dialect, named):
             return reader
-        if not parses_body(flow.request.headers, pinned_of(flow), explain=ctx.options.cache_explain,
-                           judged=self.ledger.expecting):
+        if not parses_body(named, explain=ctx.options.cache_explain, judged=self.ledger.expecting):
             return reader()  # the headers are all it reads: at once, and never worth a reader process's round trip
-        reading = self._read_in_worker(flow, dialect)
+        reading = self._read_in_worker(flow, dialect, pinned)
         if reading is not None:
             return reading
         read_later(functools.partial(self._read_request, flow.id))
         return reader
 
-    def _read_in_worker(self, flow: http.HTTPFlow, dialect: Dialect) -> Reading | None:
+    def _read_in_worker(self, flow: http.HTTPFlow, dialect: Dialect,
+                        pinned: tuple[str, str] | None) -> Reading | None:
         """The request sent to a reader process (``cachepin/worker.py``); None: read it here."""
         if not self.is_running or not self.readers.enabled:
             return None
         request = flow.request
         coding = request.headers.get("content-encoding", "")
-        job = ReadJob(dialect, flow.id, request.timestamp_start, dict(request.headers.items()), pinned_of(flow),
+        job = ReadJob(dialect, flow.id, request.timestamp_start, dict(request.headers.items()), pinned,
                       request.raw_content, coding, decode if coding else None, ctx.options.cache_explain,
                       self.ledger.expecting, self.audit.salt)
         reading = self.readers.submit(job)

@@ -79,11 +79,10 @@ class AuditResponses(AuditRequests, AuditSockets):
 
     def _record(self, flow: http.HTTPFlow, dialect: Dialect, extracted: Extracted, tap: StreamTap | None) -> None:
         self.in_flight.pop(flow.id, None)
-        if flow.metadata.get(TURN_KEY) or flow.id in self.queued:
+        if flow.metadata.get(TURN_KEY) or flow.id in self.turns:
             return  # response and error both fired for this flow: one turn only
         response = flow.response
         stream = response is not None and scanner_for(response.headers.get("content-type", "")) is not None
-        self.queued.add(flow.id)
         self._in_order(flow, self._request(flow, dialect), extracted, started_at=flow.request.timestamp_start,
                        stream=stream, first_byte_at=tap.first_byte_at if tap is not None else None,
                        ended_at=response.timestamp_end if response is not None else None)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from cachepin.audit import Audit, RequestFacts, reads_in_order
+from cachepin.audit import Audit, RequestFacts, named_session, reads_in_order
 from cachepin.request.dialects import Dialect
 from cachepin.response.websocket import CLOSED, Create, Ended, Socket, create_of
 from cachepin_mitmproxy.audit_requests import facts_reader, forget_the_oldest, read_later
@@ -40,7 +40,7 @@ class AuditSockets(AuditTurns):
         read = functools.cache(_create_reader(flow, create, message.timestamp, self.audit))
         for ended in socket.responses.begin(create.lane, read, message.timestamp):
             self._socket_turn(socket, ended)
-        if not reads_in_order(Dialect.OPENAI_RESPONSES, pinned_of(flow), flow.request.headers):
+        if not reads_in_order(Dialect.OPENAI_RESPONSES, named_session(flow.request.headers, pinned_of(flow))):
             read_later(read)  # else when its turn comes: it may continue a response recorded just before it
 
     def websocket_end(self, flow: http.HTTPFlow) -> None:

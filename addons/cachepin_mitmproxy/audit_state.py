@@ -37,7 +37,6 @@ class AuditState:
         self.readers = Readers(0)  # cache_workers: the processes that read requests (started at running)
         self.turns = Turns(self.readers)  # responses ended, in order, their turns recorded once their request is read
         self.updated: list[http.HTTPFlow] = []  # other flows whose turn was recorded since: to show anew
-        self.queued: set[str] = set()  # flow ids whose turn waits in ``turns``
         self.closed = False  # the final reports are written: a flow that ends later is in no output
 
     @property

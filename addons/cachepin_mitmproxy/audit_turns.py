@@ -44,7 +44,6 @@ class AuditTurns(AuditState):
         in_hook = True
 
         def record(facts: RequestFacts) -> None:
-            self.queued.discard(flow.id)
             recorded = self.audit.record(facts, extracted, flow_id=flow.id, started_at=started_at, status=status,
                                          stream=stream, first_byte_at=first_byte_at, ended_at=ended_at)
             if socket is None:

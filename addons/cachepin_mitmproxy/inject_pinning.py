@@ -4,13 +4,15 @@ problems met, one warning); a WebSocket handshake is pinned by its headers alone
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from mitmproxy import ctx, flowfilter, http
 
-from cachepin.request.dialects import is_websocket_upgrade, websocket_dialect_for
+from cachepin.request.dialects import Dialect, is_websocket_upgrade
 from cachepin.request.seen import SeenSessions
 from cachepin.request.session import Resolution, from_headers, set_session_headers
 from cachepin.views.flow_comment import inject_note
+from cachepin_mitmproxy.flows import socket_dialect_of
 
 
 class InjectPinning:
@@ -19,17 +21,19 @@ class InjectPinning:
     seen: SeenSessions
     logger: logging.Logger  # the script's, set by ``Inject``: the pinning's lines are logged as they always were
 
-    def is_handshake(self, flow: http.HTTPFlow) -> bool:
-        """A live WebSocket upgrade in scope: Responses over a WebSocket, or what ``affinity_scope`` names."""
-        request = flow.request
-        upgrade = request.headers.get("upgrade", "")
-        if not flow.live or not is_websocket_upgrade(request.method, upgrade):
-            return False
+    def in_scope(self, flow: http.HTTPFlow, dialect: Callable[[http.HTTPFlow], Dialect | None]) -> bool:
+        """Not excluded, and what ``affinity_scope`` names, or else an LLM API call (``dialect`` says which)."""
         if self.exclude is not None and self.exclude(flow):
             return False
         if self.scope is not None:
             return bool(self.scope(flow))
-        return websocket_dialect_for(request.method, request.path, upgrade) is not None
+        return dialect(flow) is not None
+
+    def is_handshake(self, flow: http.HTTPFlow) -> bool:
+        """A live WebSocket upgrade in scope: Responses over a WebSocket, or what ``affinity_scope`` names."""
+        request = flow.request
+        return (flow.live and is_websocket_upgrade(request.method, request.headers.get("upgrade", ""))
+                and self.in_scope(flow, socket_dialect_of))
 
     def _pin_handshake(self, flow: http.HTTPFlow) -> None:
         """The upgrade is all the socket's conversation sends in headers, and it has no body: headers decide.

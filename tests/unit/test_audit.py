@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 from bodies import anthropic_body
 
-from cachepin.audit import MAX_UNPRICED, UNIDENTIFIED, Audit, Recorded, RequestFacts, read_request, reads_in_order
+from cachepin.audit import (
+    MAX_UNPRICED,
+    UNIDENTIFIED,
+    Audit,
+    Recorded,
+    RequestFacts,
+    named_session,
+    read_request,
+    reads_in_order,
+)
 from cachepin.request.chains import ResponseChains
 from cachepin.request.diagnostics_edit import ThreadKey
 from cachepin.request.dialects import Dialect
@@ -149,7 +158,7 @@ def test_a_responses_request_continuing_a_known_response_joins_its_session() -> 
 ])
 def test_an_unnamed_responses_request_is_read_after_the_turns_before_it(
         dialect: Dialect, pinned: tuple[str, str] | None, headers: dict[str, str], in_order: bool) -> None:
-    assert reads_in_order(dialect, pinned, headers) is in_order
+    assert reads_in_order(dialect, named_session(headers, pinned)) is in_order
 
 
 # --- record: the turn, its reasons, what it teaches the audit -------------------------------------------------
